@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstdint>
+
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "fvc/emotion_head.h"
+#include "fvc/vgg_face_backbone.h"
+
+namespace fvc {
+
+/// Settings for `EmotionNet`: the input and the two parts.
+struct EmotionNetOptions {
+  /// Side of the square input images.
+  TORCH_ARG(int64_t, input_side) = 48;
+  TORCH_ARG(VggFaceBackboneOptions, backbone) = {};
+  /// Units of fc6 and fc7.
+  TORCH_ARG(int64_t, hidden_units) = 512;
+  /// Output classes.
+  TORCH_ARG(int64_t, classes) = kNumEmotions;
+};
+
+/// The finetune model: `VggFaceBackbone` followed by `EmotionHead`, the
+/// network of the reference study (15,243,591 parameters with defaults).
+/// Registered as submodules `backbone` and `head`.
+class EmotionNetImpl : public torch::nn::Module {
+ public:
+  explicit EmotionNetImpl(EmotionNetOptions options = {});
+
+  /// Images (N, C, side, side) to logits (N, classes).
+  torch::Tensor forward(torch::Tensor images);
+
+  /// Softmax probabilities (N, classes).
+  torch::Tensor probabilities(torch::Tensor images);
+
+  /// Number of trainable values.
+  int64_t parameter_count() const;
+
+  const EmotionNetOptions& options() const { return options_; }
+
+  VggFaceBackbone backbone{nullptr};
+  EmotionHead head{nullptr};
+
+ private:
+  EmotionNetOptions options_;
+};
+
+TORCH_MODULE(EmotionNet);
+
+}  // namespace fvc

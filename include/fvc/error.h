@@ -1,0 +1,34 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace fvc {
+
+/// Base of every exception fvc throws on purpose. Messages read
+/// `<where>: <what> has <found>, expected <expected>`, where `<where>` is a
+/// `file:line` for text input and a file plus dataset path for HDF5.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+/// Malformed or missing training data: CSV rows, splits, image tensors.
+class DataError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Model files that cannot be read or written: architecture JSON, HDF5 weights.
+class WeightsError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Settings that contradict each other or the hardware (device, batch size).
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace fvc

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/types.h>
+
+namespace fvc {
+
+/// What a model scored on one data set.
+struct Evaluation {
+  /// Images scored.
+  int64_t count = 0;
+  /// Mean cross-entropy.
+  double loss = 0.0;
+  /// Share of images whose most probable class is the true one.
+  double accuracy = 0.0;
+  /// int64 (7,7): row = true label, column = predicted label.
+  torch::Tensor confusion;
+
+  /// Correct predictions (the confusion matrix's trace).
+  int64_t correct() const;
+};
+
+/// Writes `confusion` as the reference study does: header
+/// `,anger,disgust,fear,happy,sad,surprise,neutral`, then one row per true
+/// label opening with its name. Written atomically. Throws `Error` when the
+/// file cannot be written.
+void write_confusion_csv(const torch::Tensor& confusion, const std::string& path);
+
+}  // namespace fvc

@@ -1,0 +1,13 @@
+#pragma once
+
+/// Everything public in one include.
+#include "fvc/dataset.h"
+#include "fvc/emotion.h"
+#include "fvc/emotion_head.h"
+#include "fvc/emotion_net.h"
+#include "fvc/error.h"
+#include "fvc/evaluation.h"
+#include "fvc/model_io.h"
+#include "fvc/runtime.h"
+#include "fvc/trainer.h"
+#include "fvc/vgg_face_backbone.h"

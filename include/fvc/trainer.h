@@ -1,0 +1,115 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include "fvc/dataset.h"
+#include "fvc/emotion_net.h"
+#include "fvc/evaluation.h"
+
+namespace fvc {
+
+/// One epoch's figures, the columns of the reference study's Keras history.
+struct EpochStats {
+  int64_t epoch = 0;  ///< 1-based
+  int64_t images = 0;
+  double seconds = 0.0;  ///< training and validation together
+  double loss = 0.0;
+  double acc = 0.0;
+  double val_loss = 0.0;
+  double val_acc = 0.0;
+};
+
+/// Progress inside an epoch, handed to `TrainerOptions::progress` after each batch.
+struct BatchProgress {
+  int64_t epoch = 0;   ///< 1-based
+  int64_t epochs = 0;
+  int64_t images_done = 0;
+  int64_t images_total = 0;
+  double seconds = 0.0;
+  double loss = 0.0;  ///< running mean over the epoch so far
+  double acc = 0.0;   ///< running mean over the epoch so far
+};
+
+/// Settings for `Trainer`; defaults match the reference finetune.
+struct TrainerOptions {
+  /// Passes over the training split.
+  TORCH_ARG(int64_t, epochs) = 16;
+  /// Examples per optimizer step.
+  TORCH_ARG(int64_t, batch_size) = 250;
+  /// Adam's step size.
+  TORCH_ARG(double, learning_rate) = 1e-3;
+  TORCH_ARG(double, beta1) = 0.9;
+  TORCH_ARG(double, beta2) = 0.999;
+  /// Added to the square root of the second moment, as Keras does.
+  TORCH_ARG(double, epsilon) = 1e-8;
+  /// Seeds the shuffling; the same seed gives the same order of batches.
+  TORCH_ARG(uint64_t, seed) = 1;
+  /// "auto", "cpu", "cuda" or "cuda:N"; see `resolve_device`.
+  TORCH_ARG(std::string, device) = "auto";
+  /// LibTorch threads on CPU; 0 means one per core.
+  TORCH_ARG(int, threads) = 0;
+  /// Batch size for validation and evaluation, where no gradients are kept.
+  TORCH_ARG(int64_t, eval_batch_size) = 500;
+  /// If set, the history is written here as CSV after every epoch (atomically).
+  TORCH_ARG(std::string, history_path) = "";
+  /// Receives one line per epoch and a few setup lines; empty: silent.
+  TORCH_ARG(std::function<void(const std::string&)>, log) = nullptr;
+  /// Receives the running figures after every batch; empty: none.
+  TORCH_ARG(std::function<void(const BatchProgress&)>, progress) = nullptr;
+};
+
+/// Trains an `EmotionNet` the way the reference study did: Adam as Keras 2
+/// defines it, cross-entropy on the logits, shuffled mini-batches, validation
+/// after every epoch.
+///
+/// The model moves to the chosen device when the trainer is built. Epoch lines
+/// follow the Keras history columns:
+/// `epoch 3/16  images 28709  seconds 41.2  loss 1.8120  acc 0.2513  val_loss 1.8185  val_acc 0.2494`.
+///
+/// NOTE: a trainer keeps its optimizer state between calls of `fit`, so a
+/// second call continues training; it is not thread-safe.
+class Trainer {
+ public:
+  /// Throws `ConfigError` for a bad device, batch size or epoch count.
+  Trainer(EmotionNet model, TrainerOptions options = {});
+  ~Trainer();
+  Trainer(Trainer&&) noexcept;
+  Trainer& operator=(Trainer&&) noexcept;
+
+  /// Runs `options().epochs()` epochs on `train`, validating on `validation`
+  /// after each; returns the history, one entry per epoch.
+  std::vector<EpochStats> fit(const Dataset& train, const Dataset& validation);
+
+  /// Scores the model on `data` in eval mode without gradients.
+  Evaluation evaluate(const Dataset& data);
+
+  /// Class predicted for every row of `data`, int64 (N), in row order.
+  torch::Tensor predict(const Dataset& data);
+
+  /// The history of every epoch trained so far.
+  const std::vector<EpochStats>& history() const;
+
+  torch::Device device() const;
+  const TrainerOptions& options() const;
+  EmotionNet model() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// Writes `history` as CSV with the reference columns
+/// `epoch,seconds,loss,acc,val_loss,val_acc`, atomically.
+void write_history_csv(const std::vector<EpochStats>& history, const std::string& path);
+
+/// The per-epoch log line for `stats` out of `epochs`.
+std::string format_epoch_line(const EpochStats& stats, int64_t epochs);
+
+}  // namespace fvc

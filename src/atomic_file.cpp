@@ -1,0 +1,77 @@
+#include "atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "fvc/error.h"
+
+namespace fvc::detail {
+namespace {
+
+std::string temporary_path_for(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  return fmt::format("{}.tmp-{}-{}", path, getpid(), counter++);
+}
+
+void sync_file(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) {
+    throw Error(fmt::format("{}: cannot open for flushing: {}", path, std::strerror(errno)));
+  }
+  int result = ::fsync(fd);
+  int saved_errno = errno;
+  ::close(fd);
+  // A folder that cannot be fsynced (some network file systems) still got the rename.
+  if (result != 0 && !(flags & O_DIRECTORY)) {
+    throw Error(fmt::format("{}: cannot flush to disk: {}", path, std::strerror(saved_errno)));
+  }
+}
+
+std::string folder_of(const std::string& path) {
+  auto parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+}  // namespace
+
+void write_atomically(const std::string& path,
+                      const std::function<void(const std::string& temp_path)>& write) {
+  const std::string temp_path = temporary_path_for(path);
+  try {
+    write(temp_path);
+    sync_file(temp_path, O_RDONLY);
+    if (std::rename(temp_path.c_str(), path.c_str()) != 0) {
+      throw Error(fmt::format("{}: cannot replace with {}: {}", path, temp_path,
+                              std::strerror(errno)));
+    }
+  } catch (...) {
+    std::remove(temp_path.c_str());
+    throw;
+  }
+  sync_file(folder_of(path), O_RDONLY | O_DIRECTORY);
+}
+
+void write_text_atomically(const std::string& path, std::string_view text) {
+  write_atomically(path, [&](const std::string& temp_path) {
+    std::FILE* file = std::fopen(temp_path.c_str(), "wb");
+    if (file == nullptr) {
+      throw Error(fmt::format("{}: cannot create: {}", temp_path, std::strerror(errno)));
+    }
+    size_t written = std::fwrite(text.data(), 1, text.size(), file);
+    bool closed = std::fclose(file) == 0;
+    if (written != text.size() || !closed) {
+      throw Error(fmt::format("{}: cannot write {} bytes: {}", temp_path, text.size(),
+                              std::strerror(errno)));
+    }
+  });
+}
+
+}  // namespace fvc::detail

@@ -1,0 +1,172 @@
+#include "fvc/dataset.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "csv_reader.h"
+#include "fvc/error.h"
+#include "synthetic_faces.h"
+
+namespace fvc {
+namespace {
+
+// Mixes a seed with a stream number so that nearby seeds give unrelated streams.
+uint64_t mix_seed(uint64_t seed, uint64_t stream) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + stream + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+torch::Tensor seeded_permutation(int64_t count, uint64_t seed) {
+  torch::Generator generator = at::detail::createCPUGenerator(seed);
+  return torch::randperm(count, generator, torch::kLong);
+}
+
+void check_tensor(bool ok, const std::string& source, const std::string& what) {
+  if (!ok) {
+    throw DataError(fmt::format("{}: {}", source, what));
+  }
+}
+
+}  // namespace
+
+std::string_view split_name(Split split) {
+  switch (split) {
+    case Split::kTraining:
+      return "Training";
+    case Split::kPublicTest:
+      return "PublicTest";
+    case Split::kPrivateTest:
+      return "PrivateTest";
+  }
+  throw DataError(fmt::format("split value {} is not known, expected 0..2",
+                              static_cast<int>(split)));
+}
+
+Dataset::Dataset(torch::Tensor images, torch::Tensor labels, torch::Tensor splits,
+                 std::string source)
+    : images_(std::move(images)),
+      labels_(std::move(labels)),
+      splits_(std::move(splits)),
+      source_(std::move(source)) {
+  check_tensor(images_.dim() == 3 && images_.size(1) == kImageSide &&
+                   images_.size(2) == kImageSide && images_.scalar_type() == torch::kUInt8,
+               source_,
+               fmt::format("images have shape {} and type {}, expected (N,48,48) uint8",
+                           fmt::join(images_.sizes(), "x"), c10::toString(images_.scalar_type())));
+  const int64_t n = images_.size(0);
+  check_tensor(labels_.dim() == 1 && labels_.size(0) == n && labels_.scalar_type() == torch::kLong,
+               source_, fmt::format("labels have shape {}, expected ({}) int64",
+                                    fmt::join(labels_.sizes(), "x"), n));
+  check_tensor(splits_.dim() == 1 && splits_.size(0) == n && splits_.scalar_type() == torch::kUInt8,
+               source_, fmt::format("splits have shape {}, expected ({}) uint8",
+                                    fmt::join(splits_.sizes(), "x"), n));
+  if (n > 0) {
+    check_tensor(labels_.min().item<int64_t>() >= 0 && labels_.max().item<int64_t>() < kNumEmotions,
+                 source_, "labels hold values outside 0..6");
+    check_tensor(splits_.max().item<int64_t>() <= 2, source_, "splits hold values outside 0..2");
+  }
+}
+
+Dataset Dataset::read_csv(const std::string& path) {
+  detail::CsvRows rows = detail::read_fer_csv(path);
+  const auto n = static_cast<int64_t>(rows.labels.size());
+
+  auto images = torch::empty({n, kImageSide, kImageSide}, torch::kUInt8);
+  std::memcpy(images.data_ptr<uint8_t>(), rows.pixels.data(), rows.pixels.size());
+  auto labels = torch::tensor(rows.labels, torch::kLong);
+  auto splits = torch::from_blob(rows.splits.data(), {n}, torch::kUInt8).clone();
+  return Dataset(images, labels, splits, path);
+}
+
+Dataset Dataset::synthetic(int64_t count, uint64_t seed) {
+  if (count < 10) {
+    throw DataError(fmt::format("synthetic data set has {} images, expected at least 10", count));
+  }
+  auto images = torch::empty({count, kImageSide, kImageSide}, torch::kUInt8);
+  auto labels = torch::arange(count, torch::kLong).remainder(kNumEmotions);
+  labels = labels.index_select(0, seeded_permutation(count, mix_seed(seed, 0)));
+
+  uint8_t* pixels = images.data_ptr<uint8_t>();
+  const int64_t* label_of = labels.data_ptr<int64_t>();
+  at::parallel_for(0, count, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      detail::draw_synthetic_face(label_of[i], mix_seed(seed, static_cast<uint64_t>(i) + 1),
+                                  pixels + i * kPixels);
+    }
+  });
+
+  const int64_t training = count * 8 / 10;
+  const int64_t public_test = (count - training) / 2;
+  auto splits = torch::full({count}, static_cast<uint8_t>(Split::kPrivateTest), torch::kUInt8);
+  splits.slice(0, 0, training).fill_(static_cast<uint8_t>(Split::kTraining));
+  splits.slice(0, training, training + public_test).fill_(static_cast<uint8_t>(Split::kPublicTest));
+
+  return Dataset(images, labels, splits,
+                 fmt::format("synthetic faces (count {}, seed {})", count, seed));
+}
+
+Dataset Dataset::split(Split which) const {
+  auto indices = torch::nonzero(splits_ == static_cast<uint8_t>(which)).flatten();
+  if (indices.numel() == 0) {
+    throw DataError(fmt::format("{}: split {} has 0 rows, expected at least 1", source_,
+                                split_name(which)));
+  }
+  return select(indices, fmt::format("{} [{}]", source_, split_name(which)));
+}
+
+Dataset Dataset::sample(int64_t count, uint64_t seed) const {
+  if (count >= this->count()) {
+    return *this;
+  }
+  auto chosen = seeded_permutation(this->count(), mix_seed(seed, 1)).slice(0, 0, count);
+  auto indices = std::get<0>(chosen.sort());
+  return select(indices, fmt::format("{} [{} sampled]", source_, count));
+}
+
+Dataset Dataset::select(const torch::Tensor& indices, std::string source) const {
+  return Dataset(images_.index_select(0, indices), labels_.index_select(0, indices),
+                 splits_.index_select(0, indices), std::move(source));
+}
+
+int64_t Dataset::count() const { return images_.defined() ? images_.size(0) : 0; }
+
+std::array<int64_t, kNumEmotions> Dataset::class_counts() const {
+  std::array<int64_t, kNumEmotions> counts{};
+  if (count() == 0) {
+    return counts;
+  }
+  auto histogram = torch::bincount(labels_, {}, kNumEmotions);
+  for (int64_t label = 0; label < kNumEmotions; ++label) {
+    counts[label] = histogram[label].item<int64_t>();
+  }
+  return counts;
+}
+
+torch::Tensor Dataset::epoch_order(uint64_t seed, int64_t epoch) const {
+  return seeded_permutation(count(), mix_seed(seed, 1000 + static_cast<uint64_t>(epoch)));
+}
+
+torch::Tensor Dataset::preprocess(const torch::Tensor& images) {
+  return images.to(torch::kFloat).div_(255.0f).unsqueeze(1).expand({-1, 3, -1, -1}).contiguous();
+}
+
+Batch Dataset::batch(const torch::Tensor& indices, torch::Device device) const {
+  auto pixels = images_.index_select(0, indices).to(device, /*non_blocking=*/true);
+  auto labels = labels_.index_select(0, indices).to(device, /*non_blocking=*/true);
+  return {preprocess(pixels), labels};
+}
+
+torch::data::Example<> Dataset::get(size_t index) {
+  const auto row = static_cast<int64_t>(index);
+  return {preprocess(images_.slice(0, row, row + 1)).squeeze(0), labels_[row]};
+}
+
+torch::optional<size_t> Dataset::size() const { return static_cast<size_t>(count()); }
+
+}  // namespace fvc

@@ -1,0 +1,46 @@
+#include "fvc/runtime.h"
+
+#include <thread>
+
+#include <fmt/format.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include "fvc/error.h"
+
+namespace fvc {
+
+torch::Device resolve_device(const std::string& spec) {
+  if (spec == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  }
+
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(spec);
+  } catch (const std::exception&) {
+    throw ConfigError(fmt::format("device '{}' is not known, expected auto, cpu, cuda or cuda:N", spec));
+  }
+
+  if (device.is_cuda()) {
+    const auto available = static_cast<int64_t>(torch::cuda::device_count());
+    const int64_t index = device.has_index() ? device.index() : 0;
+    if (index >= available) {
+      throw ConfigError(fmt::format("device '{}' asked for, but LibTorch sees {} CUDA device(s)",
+                                    spec, available));
+    }
+  } else if (!device.is_cpu()) {
+    throw ConfigError(fmt::format("device '{}' is not supported, expected cpu or cuda", spec));
+  }
+  return device;
+}
+
+int configure_threads(int threads) {
+  if (threads <= 0) {
+    threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  torch::set_num_threads(threads);
+  return threads;
+}
+
+}  // namespace fvc

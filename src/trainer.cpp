@@ -1,0 +1,219 @@
+#include "fvc/trainer.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "atomic_file.h"
+#include "fvc/error.h"
+#include "fvc/runtime.h"
+#include "keras_adam.h"
+
+namespace fvc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void check_options(const TrainerOptions& options, const EmotionNet& model) {
+  if (options.epochs() < 0 || options.batch_size() < 1 || options.eval_batch_size() < 1) {
+    throw ConfigError(fmt::format(
+        "trainer options have epochs {}, batch_size {}, eval_batch_size {}, expected "
+        "epochs >= 0 and batch sizes >= 1",
+        options.epochs(), options.batch_size(), options.eval_batch_size()));
+  }
+  if (options.learning_rate() <= 0.0) {
+    throw ConfigError(fmt::format("learning_rate is {}, expected a positive number",
+                                  options.learning_rate()));
+  }
+  if (model->options().classes() != kNumEmotions) {
+    throw ConfigError(fmt::format("model has {} classes, expected {} for FER2013 labels",
+                                  model->options().classes(), kNumEmotions));
+  }
+}
+
+// Sums that stay on the device during an epoch, so a GPU is not stopped after every batch.
+struct RunningTotals {
+  torch::Tensor loss_sum;
+  torch::Tensor correct;
+  int64_t images = 0;
+
+  explicit RunningTotals(torch::Device device)
+      : loss_sum(torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device))),
+        correct(torch::zeros({}, torch::TensorOptions(torch::kLong).device(device))) {}
+
+  void add(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& loss) {
+    const int64_t n = labels.size(0);
+    loss_sum += loss.detach().to(torch::kDouble) * n;
+    correct += logits.argmax(1).eq(labels).sum();
+    images += n;
+  }
+
+  double mean_loss() const { return images ? loss_sum.item<double>() / images : 0.0; }
+  double accuracy() const {
+    return images ? static_cast<double>(correct.item<int64_t>()) / images : 0.0;
+  }
+};
+
+}  // namespace
+
+struct Trainer::State {
+  EmotionNet model;
+  TrainerOptions options;
+  torch::Device device;
+  detail::KerasAdam optimizer;
+  std::vector<EpochStats> history;
+
+  State(EmotionNet model_, TrainerOptions options_, torch::Device device_)
+      : model(std::move(model_)),
+        options(std::move(options_)),
+        device(device_),
+        optimizer(model->parameters(), options.learning_rate(), options.beta1(), options.beta2(),
+                  options.epsilon()) {}
+
+  void log(const std::string& line) const {
+    if (options.log()) {
+      options.log()(line);
+    }
+  }
+};
+
+Trainer::Trainer(EmotionNet model, TrainerOptions options) {
+  check_options(options, model);
+  const torch::Device device = resolve_device(options.device());
+  if (device.is_cpu()) {
+    options.threads(configure_threads(options.threads()));
+  } else {
+    // The input size never changes, so cuDNN's one-off algorithm search pays for itself.
+    at::globalContext().setBenchmarkCuDNN(true);
+  }
+
+  // The optimizer's state must live where the parameters live, so move first.
+  model->to(device);
+  state_ = std::make_unique<State>(std::move(model), std::move(options), device);
+
+  const auto& o = state_->options;
+  state_->log(fmt::format("device {}{}  parameters {}  batch {}  learning_rate {}",
+                          device.str(), device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
+                          state_->model->parameter_count(), o.batch_size(), o.learning_rate()));
+}
+
+Trainer::~Trainer() = default;
+Trainer::Trainer(Trainer&&) noexcept = default;
+Trainer& Trainer::operator=(Trainer&&) noexcept = default;
+
+std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& validation) {
+  auto& s = *state_;
+  const auto& o = s.options;
+  const int64_t first_epoch = static_cast<int64_t>(s.history.size()) + 1;
+  const int64_t last_epoch = first_epoch + o.epochs() - 1;
+  std::vector<EpochStats> fitted;
+
+  for (int64_t epoch = first_epoch; epoch <= last_epoch; ++epoch) {
+    const auto start = Clock::now();
+    s.model->train();
+    RunningTotals totals(s.device);
+
+    const torch::Tensor order = train.epoch_order(o.seed(), epoch - 1);
+    for (int64_t begin = 0; begin < train.count(); begin += o.batch_size()) {
+      Batch batch = train.batch(order.slice(0, begin, begin + o.batch_size()), s.device);
+
+      auto logits = s.model->forward(batch.images);
+      auto loss = torch::nn::functional::cross_entropy(logits, batch.labels);
+      s.optimizer.zero_grad();
+      loss.backward();
+      s.optimizer.step();
+      totals.add(logits, batch.labels, loss);
+
+      if (o.progress()) {
+        o.progress()({epoch, last_epoch, totals.images, train.count(), seconds_since(start),
+                      totals.mean_loss(), totals.accuracy()});
+      }
+    }
+
+    const Evaluation scored = evaluate(validation);
+    EpochStats stats{epoch,          totals.images,      seconds_since(start), totals.mean_loss(),
+                     totals.accuracy(), scored.loss, scored.accuracy};
+    s.history.push_back(stats);
+    fitted.push_back(stats);
+
+    s.log(format_epoch_line(stats, last_epoch));
+    if (!o.history_path().empty()) {
+      write_history_csv(s.history, o.history_path());
+    }
+  }
+  return fitted;
+}
+
+Evaluation Trainer::evaluate(const Dataset& data) {
+  auto& s = *state_;
+  torch::NoGradGuard no_grad;
+  s.model->eval();
+
+  const auto cpu_long = torch::TensorOptions(torch::kLong);
+  auto confusion = torch::zeros({kNumEmotions * kNumEmotions}, cpu_long.device(s.device));
+  auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(s.device));
+  const auto all = torch::arange(data.count(), cpu_long);
+
+  for (int64_t begin = 0; begin < data.count(); begin += s.options.eval_batch_size()) {
+    Batch batch = data.batch(all.slice(0, begin, begin + s.options.eval_batch_size()), s.device);
+    auto logits = s.model->forward(batch.images);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, batch.labels,
+                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .to(torch::kDouble);
+    confusion += torch::bincount(batch.labels * kNumEmotions + logits.argmax(1), {},
+                                 kNumEmotions * kNumEmotions);
+  }
+  s.model->train();
+
+  Evaluation result;
+  result.count = data.count();
+  result.confusion = confusion.view({kNumEmotions, kNumEmotions}).cpu();
+  result.loss = result.count ? loss_sum.item<double>() / result.count : 0.0;
+  result.accuracy = result.count ? static_cast<double>(result.correct()) / result.count : 0.0;
+  return result;
+}
+
+torch::Tensor Trainer::predict(const Dataset& data) {
+  auto& s = *state_;
+  torch::NoGradGuard no_grad;
+  s.model->eval();
+
+  const auto all = torch::arange(data.count(), torch::kLong);
+  std::vector<torch::Tensor> predictions;
+  for (int64_t begin = 0; begin < data.count(); begin += s.options.eval_batch_size()) {
+    Batch batch = data.batch(all.slice(0, begin, begin + s.options.eval_batch_size()), s.device);
+    predictions.push_back(s.model->forward(batch.images).argmax(1).cpu());
+  }
+  s.model->train();
+  return predictions.empty() ? torch::empty({0}, torch::kLong) : torch::cat(predictions);
+}
+
+const std::vector<EpochStats>& Trainer::history() const { return state_->history; }
+torch::Device Trainer::device() const { return state_->device; }
+const TrainerOptions& Trainer::options() const { return state_->options; }
+EmotionNet Trainer::model() const { return state_->model; }
+
+std::string format_epoch_line(const EpochStats& stats, int64_t epochs) {
+  return fmt::format(
+      "epoch {}/{}  images {}  seconds {:.1f}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  "
+      "val_acc {:.4f}",
+      stats.epoch, epochs, stats.images, stats.seconds, stats.loss, stats.acc, stats.val_loss,
+      stats.val_acc);
+}
+
+void write_history_csv(const std::vector<EpochStats>& history, const std::string& path) {
+  std::string text = "epoch,seconds,loss,acc,val_loss,val_acc\n";
+  for (const auto& e : history) {
+    text += fmt::format("{},{:.3f},{:.6f},{:.6f},{:.6f},{:.6f}\n", e.epoch, e.seconds, e.loss,
+                        e.acc, e.val_loss, e.val_acc);
+  }
+  detail::write_text_atomically(path, text);
+}
+
+}  // namespace fvc
