@@ -1,1 +1,155 @@
-#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "catch_with_torch.h"
+
+#include "keras_adam.h"
+#include "test_support.h"
+
+using fvc::testing::small_net_options;
+using fvc::testing::TempDir;
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+fvc::TrainerOptions quick_options() {
+  return fvc::TrainerOptions().device("cpu").batch_size(50).eval_batch_size(100);
+}
+
+}  // namespace
+
+TEST_CASE("KerasAdam follows Keras 2's update rule step by step", "[training]") {
+  auto p = torch::tensor({1.0, -2.0, 0.5}, torch::kDouble).requires_grad_();
+  fvc::detail::KerasAdam adam({p}, 1e-3, 0.9, 0.999, 1e-8);
+  const std::vector<std::vector<double>> gradients = {{0.5, 0.1, -3.0}, {-0.2, 0.1, 1.0}};
+
+  std::vector<double> expected = {1.0, -2.0, 0.5};
+  std::vector<double> m(3, 0.0);
+  std::vector<double> v(3, 0.0);
+  for (size_t t = 1; t <= gradients.size(); ++t) {
+    p.mutable_grad() = torch::tensor(gradients[t - 1], torch::kDouble);
+    adam.step();
+
+    const double lr_t = 1e-3 * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t));
+    for (size_t i = 0; i < 3; ++i) {
+      const double g = gradients[t - 1][i];
+      m[i] = 0.9 * m[i] + 0.1 * g;
+      v[i] = 0.999 * v[i] + 0.001 * g * g;
+      expected[i] -= lr_t * m[i] / (std::sqrt(v[i]) + 1e-8);
+    }
+    for (size_t i = 0; i < 3; ++i) {
+      CHECK(p[i].item<double>() == Approx(expected[i]).epsilon(1e-12));
+    }
+  }
+  CHECK(adam.iterations() == 2);
+}
+
+TEST_CASE("Trainer learns the synthetic faces well above chance", "[training]") {
+  torch::manual_seed(1);
+  const auto data = fvc::Dataset::synthetic(3500, 1);
+  const auto train = data.split(fvc::Split::kTraining);
+  const auto validation = data.split(fvc::Split::kPublicTest);
+  fvc::EmotionNet net(small_net_options());
+  fvc::Trainer trainer(net, quick_options().epochs(5).learning_rate(3e-4));
+
+  const auto history = trainer.fit(train, validation);
+
+  REQUIRE(history.size() == 5);
+  INFO("final val_acc " << history.back().val_acc);
+  // Chance is 1/7 = 0.143 on balanced classes.
+  CHECK(history.back().val_acc > 0.35);
+  CHECK(history.back().loss < history.front().loss);
+  CHECK(history.back().images == train.count());
+}
+
+TEST_CASE("Trainer logs Keras-style epoch lines and writes the history as CSV", "[training]") {
+  torch::manual_seed(2);
+  TempDir dir;
+  const auto data = fvc::Dataset::synthetic(140, 2);
+  std::vector<std::string> lines;
+  std::vector<fvc::BatchProgress> progress;
+  auto options = quick_options()
+                     .epochs(2)
+                     .batch_size(40)
+                     .history_path(dir.path("history.csv"))
+                     .log([&](const std::string& line) { lines.push_back(line); })
+                     .progress([&](const fvc::BatchProgress& p) { progress.push_back(p); });
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), options);
+
+  trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+
+  REQUIRE(lines.size() == 3);
+  CHECK_THAT(lines[0], Catch::StartsWith("device cpu  threads "));
+  CHECK_THAT(lines[2], Catch::Matches(R"(epoch 2/2  images 112  seconds \d+\.\d  loss \d\.\d{4}  )"
+                                      R"(acc \d\.\d{4}  val_loss \d\.\d{4}  val_acc \d\.\d{4})"));
+  // 112 images in batches of 40: 3 batches an epoch, the last one short.
+  REQUIRE(progress.size() == 6);
+  CHECK(progress[2].images_done == 112);
+  CHECK(progress[3].epoch == 2);
+
+  const auto csv = read_text(dir.path("history.csv"));
+  CHECK_THAT(csv, Catch::StartsWith("epoch,seconds,loss,acc,val_loss,val_acc\n1,"));
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 3);
+}
+
+TEST_CASE("Trainer continues the epoch count when fit is called again", "[training]") {
+  const auto data = fvc::Dataset::synthetic(70, 4);
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().epochs(1));
+
+  trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+  const auto second = trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+
+  CHECK(second.front().epoch == 2);
+  CHECK(trainer.history().size() == 2);
+}
+
+TEST_CASE("Trainer evaluation counts every image in its confusion matrix", "[training]") {
+  const auto data = fvc::Dataset::synthetic(210, 6);
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().eval_batch_size(64));
+
+  const auto result = trainer.evaluate(data);
+  const auto predictions = trainer.predict(data);
+
+  CHECK(result.count == 210);
+  CHECK((result.confusion.sizes() == torch::IntArrayRef{7, 7}));
+  CHECK(result.confusion.sum().item<int64_t>() == 210);
+  CHECK((result.confusion.sum(1).equal(torch::full({7}, 30, torch::kLong))));
+  CHECK(predictions.size(0) == 210);
+  const auto agree = predictions.eq(data.labels()).sum().item<int64_t>();
+  CHECK(agree == result.correct());
+  CHECK(result.accuracy == Approx(agree / 210.0));
+}
+
+TEST_CASE("Trainer refuses settings it cannot run", "[training]") {
+  fvc::EmotionNet net(small_net_options());
+
+  REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().batch_size(0)),
+                      "trainer options have epochs 16, batch_size 0, eval_batch_size 100, "
+                      "expected epochs >= 0 and batch sizes >= 1");
+  REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().device("tpu")),
+                      "device 'tpu' is not known, expected auto, cpu, cuda or cuda:N");
+  REQUIRE_THROWS_AS(fvc::Trainer(net, quick_options().learning_rate(0)), fvc::ConfigError);
+  if (!torch::cuda::is_available()) {
+    REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().device("cuda")),
+                        "device 'cuda' asked for, but LibTorch sees 0 CUDA device(s)");
+  }
+}
+
+TEST_CASE("write_confusion_csv writes the study's layout", "[training]") {
+  TempDir dir;
+  auto confusion = torch::arange(49, torch::kLong).view({7, 7});
+
+  fvc::write_confusion_csv(confusion, dir.path("c.csv"));
+
+  const auto text = read_text(dir.path("c.csv"));
+  CHECK_THAT(text, Catch::StartsWith(",anger,disgust,fear,happy,sad,surprise,neutral\n"
+                                     "anger,0,1,2,3,4,5,6\ndisgust,7,8,"));
+  CHECK_THAT(text, Catch::EndsWith("neutral,42,43,44,45,46,47,48\n"));
+}

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fvc/fvc.h>
+
+namespace fvc::testing {
+
+/// A fresh, empty folder under the system temp folder, removed when destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string path(const std::string& name) const { return (root_ / name).string(); }
+
+ private:
+  std::filesystem::path root_;
+};
+
+/// Writes `text` to `path` as it is (no newline translation).
+void write_file(const std::string& path, const std::string& text);
+
+/// Writes `text` gzip-compressed to `path`.
+void write_gzip_file(const std::string& path, const std::string& text);
+
+/// One FER2013 CSV row: label, 2304 pixels (each `pixel`), usage.
+std::string csv_row(int label, int pixel, const std::string& usage);
+
+/// A narrow network that trains in seconds: same layers, fewer filters and units.
+EmotionNetOptions small_net_options();
+
+}  // namespace fvc::testing
