@@ -1,5 +1,7 @@
 #include "fvc/runtime.h"
 
+#include <sched.h>
+
 #include <thread>
 
 #include <fmt/format.h>
@@ -35,9 +37,23 @@ torch::Device resolve_device(const std::string& spec) {
   return device;
 }
 
+namespace {
+
+// The cores this process may run on: fewer than the machine has inside a
+// container or under taskset, where more threads would only contend.
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    return std::max(1, CPU_COUNT(&set));
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
 int configure_threads(int threads) {
   if (threads <= 0) {
-    threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = usable_cores();
   }
   torch::set_num_threads(threads);
   return threads;

@@ -80,6 +80,20 @@ struct Trainer::State {
       options.log()(line);
     }
   }
+
+  // Runs the model over `data` in row order, in eval mode and without gradients,
+  // handing each batch and its logits to `on_batch`.
+  template <typename OnBatch>
+  void for_each_scored_batch(const Dataset& data, OnBatch on_batch) {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    const auto all = torch::arange(data.count(), torch::kLong);
+    for (int64_t begin = 0; begin < data.count(); begin += options.eval_batch_size()) {
+      Batch batch = data.batch(all.slice(0, begin, begin + options.eval_batch_size()), device);
+      on_batch(batch, model->forward(batch.images));
+    }
+    model->train();
+  }
 };
 
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
@@ -135,9 +149,17 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       }
     }
 
+    EpochStats stats;
+    stats.epoch = epoch;
+    stats.images = totals.images;
+    stats.loss = totals.mean_loss();
+    stats.acc = totals.accuracy();
+    stats.train_seconds = seconds_since(start);
+
     const Evaluation scored = evaluate(validation);
-    EpochStats stats{epoch,          totals.images,      seconds_since(start), totals.mean_loss(),
-                     totals.accuracy(), scored.loss, scored.accuracy};
+    stats.val_loss = scored.loss;
+    stats.val_acc = scored.accuracy;
+    stats.seconds = seconds_since(start);
     s.history.push_back(stats);
     fitted.push_back(stats);
 
@@ -151,25 +173,16 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
 
 Evaluation Trainer::evaluate(const Dataset& data) {
   auto& s = *state_;
-  torch::NoGradGuard no_grad;
-  s.model->eval();
+  const auto on_device = torch::TensorOptions().device(s.device);
+  auto confusion = torch::zeros({kNumEmotions * kNumEmotions}, on_device.dtype(torch::kLong));
+  auto loss_sum = torch::zeros({}, on_device.dtype(torch::kDouble));
+  const auto summed = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum);
 
-  const auto cpu_long = torch::TensorOptions(torch::kLong);
-  auto confusion = torch::zeros({kNumEmotions * kNumEmotions}, cpu_long.device(s.device));
-  auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(s.device));
-  const auto all = torch::arange(data.count(), cpu_long);
-
-  for (int64_t begin = 0; begin < data.count(); begin += s.options.eval_batch_size()) {
-    Batch batch = data.batch(all.slice(0, begin, begin + s.options.eval_batch_size()), s.device);
-    auto logits = s.model->forward(batch.images);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, batch.labels,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .to(torch::kDouble);
+  s.for_each_scored_batch(data, [&](const Batch& batch, const torch::Tensor& logits) {
+    loss_sum += torch::nn::functional::cross_entropy(logits, batch.labels, summed).to(torch::kDouble);
     confusion += torch::bincount(batch.labels * kNumEmotions + logits.argmax(1), {},
                                  kNumEmotions * kNumEmotions);
-  }
-  s.model->train();
+  });
 
   Evaluation result;
   result.count = data.count();
@@ -180,17 +193,10 @@ Evaluation Trainer::evaluate(const Dataset& data) {
 }
 
 torch::Tensor Trainer::predict(const Dataset& data) {
-  auto& s = *state_;
-  torch::NoGradGuard no_grad;
-  s.model->eval();
-
-  const auto all = torch::arange(data.count(), torch::kLong);
   std::vector<torch::Tensor> predictions;
-  for (int64_t begin = 0; begin < data.count(); begin += s.options.eval_batch_size()) {
-    Batch batch = data.batch(all.slice(0, begin, begin + s.options.eval_batch_size()), s.device);
-    predictions.push_back(s.model->forward(batch.images).argmax(1).cpu());
-  }
-  s.model->train();
+  state_->for_each_scored_batch(data, [&](const Batch&, const torch::Tensor& logits) {
+    predictions.push_back(logits.argmax(1).cpu());
+  });
   return predictions.empty() ? torch::empty({0}, torch::kLong) : torch::cat(predictions);
 }
 
@@ -201,10 +207,11 @@ EmotionNet Trainer::model() const { return state_->model; }
 
 std::string format_epoch_line(const EpochStats& stats, int64_t epochs) {
   return fmt::format(
-      "epoch {}/{}  images {}  seconds {:.1f}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  "
-      "val_acc {:.4f}",
-      stats.epoch, epochs, stats.images, stats.seconds, stats.loss, stats.acc, stats.val_loss,
-      stats.val_acc);
+      "epoch {}/{}  images {}  seconds {:.1f}  images/s {:.1f}  loss {:.4f}  acc {:.4f}  "
+      "val_loss {:.4f}  val_acc {:.4f}",
+      stats.epoch, epochs, stats.images, stats.seconds,
+      stats.train_seconds > 0 ? stats.images / stats.train_seconds : 0.0, stats.loss, stats.acc,
+      stats.val_loss, stats.val_acc);
 }
 
 void write_history_csv(const std::vector<EpochStats>& history, const std::string& path) {

@@ -67,6 +67,8 @@ TEST_CASE("Trainer learns the synthetic faces well above chance", "[training]") 
   CHECK(history.back().val_acc > 0.35);
   CHECK(history.back().loss < history.front().loss);
   CHECK(history.back().images == train.count());
+  CHECK(history.back().train_seconds > 0.0);
+  CHECK(history.back().train_seconds < history.back().seconds);
 }
 
 TEST_CASE("Trainer logs Keras-style epoch lines and writes the history as CSV", "[training]") {
@@ -87,7 +89,7 @@ TEST_CASE("Trainer logs Keras-style epoch lines and writes the history as CSV", 
 
   REQUIRE(lines.size() == 3);
   CHECK_THAT(lines[0], Catch::StartsWith("device cpu  threads "));
-  CHECK_THAT(lines[2], Catch::Matches(R"(epoch 2/2  images 112  seconds \d+\.\d  loss \d\.\d{4}  )"
+  CHECK_THAT(lines[2], Catch::Matches(R"(epoch 2/2  images 112  seconds \d+\.\d  images/s \d+\.\d  loss \d\.\d{4}  )"
                                       R"(acc \d\.\d{4}  val_loss \d\.\d{4}  val_acc \d\.\d{4})"));
   // 112 images in batches of 40: 3 batches an epoch, the last one short.
   REQUIRE(progress.size() == 6);

@@ -157,14 +157,14 @@ int run(const Settings& s) {
                              .progress(show_progress);
   fvc::Trainer trainer(model, trainer_options);
   const auto history = trainer.fit(train, validation);
-  const double train_seconds = [&] {
-    double total = 0;
-    for (const auto& e : history) total += e.seconds;
-    return total;
-  }();
-  log_line(fmt::format("trained {} epochs in {:.1f} s ({:.1f} training images/s incl. validation)",
-                       history.size(), train_seconds,
-                       train_seconds > 0 ? history.size() * train.count() / train_seconds : 0.0));
+  double seconds = 0.0;
+  double train_seconds = 0.0;
+  for (const auto& epoch : history) {
+    seconds += epoch.seconds;
+    train_seconds += epoch.train_seconds;
+  }
+  log_line(fmt::format("trained {} epochs in {:.1f} s, validation included; {:.1f} training images/s",
+                       history.size(), seconds, history.size() * train.count() / train_seconds));
 
   // Save as Keras JSON plus HDF5 weights, then reload from those files.
   const std::string json_path = out + "/model.json";
@@ -213,4 +213,4 @@ int main(int argc, char** argv) {
 // A run on the built-in data (2 cores, abridged):
 //   no --data given: using 3500 built-in synthetic faces
 //   ...
-//   epoch 1/3  images 2800  seconds ...  loss ...  acc ...  val_loss ...  val_acc ...
+//   epoch 1/3  images 2800  seconds ...  images/s ...  loss ...  acc ...  val_loss ...  val_acc ...

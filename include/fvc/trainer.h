@@ -19,7 +19,8 @@ namespace fvc {
 struct EpochStats {
   int64_t epoch = 0;  ///< 1-based
   int64_t images = 0;
-  double seconds = 0.0;  ///< training and validation together
+  double seconds = 0.0;        ///< training and validation together
+  double train_seconds = 0.0;  ///< the training passes alone
   double loss = 0.0;
   double acc = 0.0;
   double val_loss = 0.0;
@@ -71,7 +72,8 @@ struct TrainerOptions {
 ///
 /// The model moves to the chosen device when the trainer is built. Epoch lines
 /// follow the Keras history columns:
-/// `epoch 3/16  images 28709  seconds 41.2  loss 1.8120  acc 0.2513  val_loss 1.8185  val_acc 0.2494`.
+/// `epoch 3/16  images 28709  seconds 41.2  images/s 812.4  loss 1.8120  acc 0.2513  val_loss 1.8185  val_acc 0.2494`,
+/// where images/s counts the training passes alone.
 ///
 /// NOTE: a trainer keeps its optimizer state between calls of `fit`, so a
 /// second call continues training; it is not thread-safe.
