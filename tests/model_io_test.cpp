@@ -1,6 +1,4 @@
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "catch_with_torch.h"
 
@@ -9,16 +7,10 @@
 using fvc::ModelIO;
 using fvc::WeightsError;
 using fvc::testing::small_net_options;
+using fvc::testing::read_text;
 using fvc::testing::TempDir;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 bool same_parameters(const fvc::EmotionNet& a, const fvc::EmotionNet& b) {
   const auto pa = a->named_parameters();

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -29,6 +30,13 @@ void write_file(const std::string& path, const std::string& text) {
   if (!out) {
     throw std::runtime_error("cannot write test file " + path);
   }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 void write_gzip_file(const std::string& path, const std::string& text) {

@@ -26,6 +26,9 @@ class TempDir {
 /// Writes `text` to `path` as it is (no newline translation).
 void write_file(const std::string& path, const std::string& text);
 
+/// The whole content of `path`.
+std::string read_text(const std::string& path);
+
 /// Writes `text` gzip-compressed to `path`.
 void write_gzip_file(const std::string& path, const std::string& text);
 

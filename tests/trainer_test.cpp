@@ -1,6 +1,4 @@
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "catch_with_torch.h"
 
@@ -8,16 +6,10 @@
 #include "test_support.h"
 
 using fvc::testing::small_net_options;
+using fvc::testing::read_text;
 using fvc::testing::TempDir;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 fvc::TrainerOptions quick_options() {
   return fvc::TrainerOptions().device("cpu").batch_size(50).eval_batch_size(100);

@@ -20,9 +20,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
