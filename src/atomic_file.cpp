@@ -63,12 +63,12 @@ void write_text_atomically(const std::string& path, std::string_view text) {
   write_atomically(path, [&](const std::string& temp_path) {
     std::FILE* file = std::fopen(temp_path.c_str(), "wb");
     if (file == nullptr) {
-      throw Error(fmt::format("{}: cannot create: {}", temp_path, std::strerror(errno)));
+      throw Error(fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
     }
     size_t written = std::fwrite(text.data(), 1, text.size(), file);
     bool closed = std::fclose(file) == 0;
     if (written != text.size() || !closed) {
-      throw Error(fmt::format("{}: cannot write {} bytes: {}", temp_path, text.size(),
+      throw Error(fmt::format("{}: cannot write {} bytes: {}", path, text.size(),
                               std::strerror(errno)));
     }
   });

@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string_view>
 
 #include <fmt/format.h>
 
 #include "fvc/dataset.h"
+#include "file_checks.h"
 #include "fvc/error.h"
 
 namespace fvc::detail {
@@ -182,9 +182,8 @@ struct GzCloser {
 using GzFile = std::unique_ptr<std::remove_pointer_t<gzFile>, GzCloser>;
 
 GzFile open_input(const std::string& path) {
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw DataError(fmt::format("{}: no such file, expected a FER2013 CSV (.csv or .csv.gz)", path));
+  if (const auto reason = unreadable_file_reason(path); !reason.empty()) {
+    throw DataError(fmt::format("{}: {}, expected a FER2013 CSV (.csv or .csv.gz)", path, reason));
   }
   GzFile file(gzopen(path.c_str(), "rb"));
   if (!file) {
@@ -196,8 +195,13 @@ GzFile open_input(const std::string& path) {
 
 void check_read(gzFile file, const std::string& path, int bytes) {
   int code = Z_OK;
-  const char* message = gzerror(file, &code);
+  std::string_view message = gzerror(file, &code);
   if (bytes < 0 || (code != Z_OK && code != Z_BUF_ERROR)) {
+    // zlib puts the path in front of its own reason; keep the reason alone.
+    const std::string prefix = path + ": ";
+    if (message.substr(0, prefix.size()) == prefix) {
+      message.remove_prefix(prefix.size());
+    }
     throw DataError(fmt::format("{}: cannot decompress: {}", path, message));
   }
   if (code == Z_BUF_ERROR) {

@@ -3,12 +3,12 @@
 #include <H5Cpp.h>
 
 #include <algorithm>
-#include <filesystem>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "atomic_file.h"
+#include "file_checks.h"
 #include "fvc/error.h"
 #include "keras_json.h"
 
@@ -141,9 +141,8 @@ class WeightsReader {
   }
 
   void open_file() {
-    std::error_code error;
-    if (!std::filesystem::is_regular_file(path_, error)) {
-      fail("no such file, expected Keras HDF5 weights");
+    if (const auto reason = unreadable_file_reason(path_); !reason.empty()) {
+      fail(reason + ", expected Keras HDF5 weights");
     }
     if (!H5::H5File::isHdf5(path_)) {
       fail("not an HDF5 file, expected Keras HDF5 weights");

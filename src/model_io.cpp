@@ -1,6 +1,5 @@
 #include "fvc/model_io.h"
 
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -8,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "atomic_file.h"
+#include "file_checks.h"
 #include "fvc/error.h"
 #include "keras_json.h"
 #include "keras_weights.h"
@@ -79,9 +79,8 @@ std::vector<std::string> keras_layer_names(EmotionNet& model) {
 }
 
 std::string read_text_file(const std::string& path) {
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw WeightsError(fmt::format("{}: no such file, expected Keras model JSON", path));
+  if (const auto reason = detail::unreadable_file_reason(path); !reason.empty()) {
+    throw WeightsError(fmt::format("{}: {}, expected Keras model JSON", path, reason));
   }
   std::ifstream input(path, std::ios::binary);
   std::ostringstream text;

@@ -15,6 +15,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+void check_not_empty(const Dataset& data, const char* role) {
+  if (data.count() == 0) {
+    throw DataError(fmt::format("{}: {} set has 0 images, expected at least 1", data.source(), role));
+  }
+}
+
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -26,9 +32,18 @@ void check_options(const TrainerOptions& options, const EmotionNet& model) {
         "epochs >= 0 and batch sizes >= 1",
         options.epochs(), options.batch_size(), options.eval_batch_size()));
   }
-  if (options.learning_rate() <= 0.0) {
-    throw ConfigError(fmt::format("learning_rate is {}, expected a positive number",
+  // Written as negations so that NaN fails them too.
+  if (!(options.learning_rate() > 0.0 && options.learning_rate() <= 10.0)) {
+    throw ConfigError(fmt::format("learning_rate is {}, expected a number in (0, 10]",
                                   options.learning_rate()));
+  }
+  const bool betas_ok = options.beta1() >= 0.0 && options.beta1() < 1.0 &&
+                        options.beta2() >= 0.0 && options.beta2() < 1.0;
+  if (!betas_ok || !(options.epsilon() > 0.0 && options.epsilon() < 1.0)) {
+    throw ConfigError(fmt::format(
+        "Adam constants are beta1 {}, beta2 {}, epsilon {}, expected betas in [0, 1) and "
+        "epsilon in (0, 1)",
+        options.beta1(), options.beta2(), options.epsilon()));
   }
   if (model->options().classes() != kNumEmotions) {
     throw ConfigError(fmt::format("model has {} classes, expected {} for FER2013 labels",
@@ -121,6 +136,8 @@ Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 
 std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& validation) {
+  check_not_empty(train, "training");
+  check_not_empty(validation, "validation");
   auto& s = *state_;
   const auto& o = s.options;
   const int64_t first_epoch = static_cast<int64_t>(s.history.size()) + 1;
@@ -172,6 +189,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
 }
 
 Evaluation Trainer::evaluate(const Dataset& data) {
+  check_not_empty(data, "evaluation");
   auto& s = *state_;
   const auto on_device = torch::TensorOptions().device(s.device);
   auto confusion = torch::zeros({kNumEmotions * kNumEmotions}, on_device.dtype(torch::kLong));
@@ -187,8 +205,8 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   Evaluation result;
   result.count = data.count();
   result.confusion = confusion.view({kNumEmotions, kNumEmotions}).cpu();
-  result.loss = result.count ? loss_sum.item<double>() / result.count : 0.0;
-  result.accuracy = result.count ? static_cast<double>(result.correct()) / result.count : 0.0;
+  result.loss = loss_sum.item<double>() / result.count;
+  result.accuracy = static_cast<double>(result.correct()) / result.count;
   return result;
 }
 

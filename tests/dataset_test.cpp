@@ -80,6 +80,17 @@ TEST_CASE("Dataset rejects malformed CSV naming file and line and what was expec
     REQUIRE_THROWS_WITH(Dataset::read_csv(missing),
                         missing + ": no such file, expected a FER2013 CSV (.csv or .csv.gz)");
   }
+  SECTION("a folder instead of a file") {
+    REQUIRE_THROWS_WITH(Dataset::read_csv(dir.path("")),
+                        dir.path("") + ": not a regular file, expected a FER2013 CSV (.csv or .csv.gz)");
+  }
+  SECTION("gzip header followed by garbage") {
+    const auto gz_path = dir.path("garbage.csv.gz");
+    write_file(gz_path, std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10) +
+                            std::string(200, '\xff'));
+    REQUIRE_THROWS_WITH(Dataset::read_csv(gz_path),
+                        Catch::Matches(".*garbage\\.csv\\.gz: cannot decompress: [^/]+"));
+  }
   SECTION("empty file") {
     CHECK(read_error(dir, "") == path + ": file is empty, expected the header 'emotion,pixels,Usage'");
   }

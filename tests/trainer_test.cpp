@@ -130,10 +130,28 @@ TEST_CASE("Trainer refuses settings it cannot run", "[training]") {
   REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().device("tpu")),
                       "device 'tpu' is not known, expected auto, cpu, cuda or cuda:N");
   REQUIRE_THROWS_AS(fvc::Trainer(net, quick_options().learning_rate(0)), fvc::ConfigError);
+  REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().learning_rate(std::nan(""))),
+                      "learning_rate is nan, expected a number in (0, 10]");
+  REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().beta2(1.0)),
+                      "Adam constants are beta1 0.9, beta2 1, epsilon 1e-08, expected betas in "
+                      "[0, 1) and epsilon in (0, 1)");
   if (!torch::cuda::is_available()) {
     REQUIRE_THROWS_WITH(fvc::Trainer(net, quick_options().device("cuda")),
                         "device 'cuda' asked for, but LibTorch sees 0 CUDA device(s)");
   }
+}
+
+TEST_CASE("Trainer refuses to train or score on an empty set", "[training]") {
+  const auto data = fvc::Dataset::synthetic(70, 4);
+  const auto empty = data.sample(0, 1);
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().epochs(1));
+
+  REQUIRE_THROWS_AS(trainer.fit(empty, data), fvc::DataError);
+  REQUIRE_THROWS_WITH(trainer.fit(data, empty), Catch::EndsWith(
+                          ": validation set has 0 images, expected at least 1"));
+  REQUIRE_THROWS_WITH(trainer.evaluate(empty), Catch::EndsWith(
+                          ": evaluation set has 0 images, expected at least 1"));
+  CHECK(trainer.history().empty());
 }
 
 TEST_CASE("write_confusion_csv writes the study's layout", "[training]") {

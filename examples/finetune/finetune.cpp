@@ -34,8 +34,9 @@ namespace {
 // in a few minutes on two cores.
 constexpr int64_t kDefaultSyntheticCount = 3500;
 
-// Exit status when the reloaded model disagrees with the one that was saved.
-constexpr int kReloadMismatch = 3;
+// Exit statuses besides 0 (success) and 1 (an fvc::Error, printed as "error: ...").
+constexpr int kUsageError = 2;      // options CLI11 refused; it prints why
+constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
 
 struct Settings {
   std::string data;
@@ -47,9 +48,20 @@ struct Settings {
   std::string out = "fvc-finetune-out";
   int threads = 0;
   std::string device = "auto";
-  uint64_t seed = 1;
+  int64_t seed = 1;
   int64_t base_filters = 64;
 };
+
+// CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
+const CLI::Validator kLearningRateRange(
+    [](std::string& text) -> std::string {
+      double value = 0.0;
+      if (!CLI::detail::lexical_cast(text, value) || !(value > 0.0 && value <= 10.0)) {
+        return "value " + text + " is not a number in (0, 10]";
+      }
+      return "";
+    },
+    "in (0, 10]");
 
 void add_options(CLI::App& app, Settings& s) {
   app.add_option("--data", s.data,
@@ -62,19 +74,20 @@ void add_options(CLI::App& app, Settings& s) {
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--batch-size", s.batch_size, "Images per optimizer step")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--lr", s.learning_rate, "Adam learning rate")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--lr", s.learning_rate, "Adam learning rate, in (0, 10]")
+      ->capture_default_str()->check(kLearningRateRange);
   app.add_option("--limit", s.limit,
-                 "Train on this many Training rows, drawn at random with --seed (0: all)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+                 "Train on this many Training rows, drawn at random with --seed (0: all); "
+                 "PublicTest and PrivateTest are always scored whole")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
   app.add_option("--out", s.out, "Folder for the model, history and confusion matrices")
       ->capture_default_str();
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(CLI::Range(0, 1024));
   app.add_option("--device", s.device, "auto, cpu, cuda or cuda:N (auto: CUDA if present)")
       ->capture_default_str();
   app.add_option("--seed", s.seed, "Seed for the shuffling, --limit's draw and the weights")
-      ->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
   app.add_option("--base-filters", s.base_filters,
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{64}));
@@ -101,7 +114,7 @@ void log_line(const std::string& line) { fmt::print("{}\n", line); std::fflush(s
 fvc::Dataset load_data(const Settings& s) {
   if (s.data.empty()) {
     log_line(fmt::format("no --data given: using {} built-in synthetic faces", s.synthetic));
-    return fvc::Dataset::synthetic(s.synthetic, s.seed);
+    return fvc::Dataset::synthetic(s.synthetic, static_cast<uint64_t>(s.seed));
   }
   return fvc::Dataset::read_csv(s.data);
 }
@@ -118,9 +131,20 @@ void report(const char* name, const fvc::Evaluation& result, const std::string& 
                        result.accuracy, result.correct(), result.count, result.loss, csv_path));
 }
 
+// Makes the output folder before any long work starts, so a bad --out fails at once.
+void prepare_output_folder(const std::string& out) {
+  std::error_code error;
+  std::filesystem::create_directories(out, error);
+  if (error) {
+    throw fvc::ConfigError(fmt::format("{}: cannot create the output folder: {}", out,
+                                       error.message()));
+  }
+}
+
 int run(const Settings& s) {
-  namespace fs = std::filesystem;
-  fs::create_directories(s.out);
+  // Check the cheap settings before reading tens of megabytes.
+  fvc::resolve_device(s.device);
+  prepare_output_folder(s.out);
   const std::string out = s.out;
 
   // Load the data and split it by Usage, as the study did.
@@ -128,7 +152,7 @@ int run(const Settings& s) {
   const fvc::Dataset all = load_data(s);
   fvc::Dataset train = all.split(fvc::Split::kTraining);
   if (s.limit > 0) {
-    train = train.sample(s.limit, s.seed);
+    train = train.sample(s.limit, static_cast<uint64_t>(s.seed));
   }
   const fvc::Dataset validation = all.split(fvc::Split::kPublicTest);
   const fvc::Dataset test = all.split(fvc::Split::kPrivateTest);
@@ -149,7 +173,7 @@ int run(const Settings& s) {
                              .epochs(s.epochs)
                              .batch_size(s.batch_size)
                              .learning_rate(s.learning_rate)
-                             .seed(s.seed)
+                             .seed(static_cast<uint64_t>(s.seed))
                              .device(s.device)
                              .threads(s.threads)
                              .history_path(out + "/history.csv")
@@ -197,7 +221,11 @@ int main(int argc, char** argv) {
   CLI::App app{"Finetune a VGGFace network on FER2013 as the Face Value of Companies study did."};
   Settings settings;
   add_options(app, settings);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : kUsageError;
+  }
 
   try {
     return run(settings);
