@@ -49,8 +49,8 @@ void write_atomically(const std::string& path,
     write(temp_path);
     sync_file(temp_path, O_RDONLY);
     if (std::rename(temp_path.c_str(), path.c_str()) != 0) {
-      throw Error(fmt::format("{}: cannot replace with {}: {}", path, temp_path,
-                              std::strerror(errno)));
+      throw Error(
+          fmt::format("{}: cannot replace with {}: {}", path, temp_path, std::strerror(errno)));
     }
   } catch (...) {
     std::remove(temp_path.c_str());
@@ -68,8 +68,8 @@ void write_text_atomically(const std::string& path, std::string_view text) {
     size_t written = std::fwrite(text.data(), 1, text.size(), file);
     bool closed = std::fclose(file) == 0;
     if (written != text.size() || !closed) {
-      throw Error(fmt::format("{}: cannot write {} bytes: {}", path, text.size(),
-                              std::strerror(errno)));
+      throw Error(
+          fmt::format("{}: cannot write {} bytes: {}", path, text.size(), std::strerror(errno)));
     }
   });
 }

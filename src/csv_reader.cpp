@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "fvc/dataset.h"
 #include "file_checks.h"
+#include "fvc/dataset.h"
 #include "fvc/error.h"
 
 namespace fvc::detail {

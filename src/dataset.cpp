@@ -44,8 +44,8 @@ std::string_view split_name(Split split) {
     case Split::kPrivateTest:
       return "PrivateTest";
   }
-  throw DataError(fmt::format("split value {} is not known, expected 0..2",
-                              static_cast<int>(split)));
+  throw DataError(
+      fmt::format("split value {} is not known, expected 0..2", static_cast<int>(split)));
 }
 
 Dataset::Dataset(torch::Tensor images, torch::Tensor labels, torch::Tensor splits,
@@ -60,12 +60,12 @@ Dataset::Dataset(torch::Tensor images, torch::Tensor labels, torch::Tensor split
                fmt::format("images have shape {} and type {}, expected (N,48,48) uint8",
                            fmt::join(images_.sizes(), "x"), c10::toString(images_.scalar_type())));
   const int64_t n = images_.size(0);
-  check_tensor(labels_.dim() == 1 && labels_.size(0) == n && labels_.scalar_type() == torch::kLong,
-               source_, fmt::format("labels have shape {}, expected ({}) int64",
-                                    fmt::join(labels_.sizes(), "x"), n));
-  check_tensor(splits_.dim() == 1 && splits_.size(0) == n && splits_.scalar_type() == torch::kUInt8,
-               source_, fmt::format("splits have shape {}, expected ({}) uint8",
-                                    fmt::join(splits_.sizes(), "x"), n));
+  check_tensor(
+      labels_.dim() == 1 && labels_.size(0) == n && labels_.scalar_type() == torch::kLong, source_,
+      fmt::format("labels have shape {}, expected ({}) int64", fmt::join(labels_.sizes(), "x"), n));
+  check_tensor(
+      splits_.dim() == 1 && splits_.size(0) == n && splits_.scalar_type() == torch::kUInt8, source_,
+      fmt::format("splits have shape {}, expected ({}) uint8", fmt::join(splits_.sizes(), "x"), n));
   if (n > 0) {
     check_tensor(labels_.min().item<int64_t>() >= 0 && labels_.max().item<int64_t>() < kNumEmotions,
                  source_, "labels hold values outside 0..6");
@@ -114,8 +114,8 @@ Dataset Dataset::synthetic(int64_t count, uint64_t seed) {
 Dataset Dataset::split(Split which) const {
   auto indices = torch::nonzero(splits_ == static_cast<uint8_t>(which)).flatten();
   if (indices.numel() == 0) {
-    throw DataError(fmt::format("{}: split {} has 0 rows, expected at least 1", source_,
-                                split_name(which)));
+    throw DataError(
+        fmt::format("{}: split {} has 0 rows, expected at least 1", source_, split_name(which)));
   }
   return select(indices, fmt::format("{} [{}]", source_, split_name(which)));
 }

@@ -16,8 +16,8 @@ namespace fvc::detail {
 ///   p -= lr_t * m / (sqrt(v) + epsilon)
 class KerasAdam {
  public:
-  KerasAdam(std::vector<torch::Tensor> parameters, double learning_rate, double beta1,
-            double beta2, double epsilon);
+  KerasAdam(std::vector<torch::Tensor> parameters, double learning_rate, double beta1, double beta2,
+            double epsilon);
 
   /// Clears the gradients of every parameter.
   void zero_grad();

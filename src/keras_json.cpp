@@ -17,8 +17,8 @@ constexpr int kFilterMultiplier[kBlocks] = {1, 2, 4, 8, 8};
 
 Json glorot_uniform() {
   return {{"class_name", "VarianceScaling"},
-          {"config", {{"scale", 1.0}, {"mode", "fan_avg"}, {"distribution", "uniform"},
-                      {"seed", nullptr}}}};
+          {"config",
+           {{"scale", 1.0}, {"mode", "fan_avg"}, {"distribution", "uniform"}, {"seed", nullptr}}}};
 }
 
 Json inbound(const std::string& previous) {
@@ -46,10 +46,14 @@ void add_weighted_layer_settings(Json& config, const std::string& activation) {
 }
 
 Json conv_layer(const std::string& name, int64_t filters, const std::string& previous) {
-  Json config = {{"name", name},        {"trainable", true},
-                 {"filters", filters},  {"kernel_size", {3, 3}},
-                 {"strides", {1, 1}},   {"padding", "same"},
-                 {"data_format", "channels_last"}, {"dilation_rate", {1, 1}}};
+  Json config = {{"name", name},
+                 {"trainable", true},
+                 {"filters", filters},
+                 {"kernel_size", {3, 3}},
+                 {"strides", {1, 1}},
+                 {"padding", "same"},
+                 {"data_format", "channels_last"},
+                 {"dilation_rate", {1, 1}}};
   add_weighted_layer_settings(config, "relu");
   return layer("Conv2D", name, std::move(config), previous);
 }
@@ -100,20 +104,18 @@ class LayerCursor {
   template <typename T>
   void require(const Json& config, const char* key, const T& expected) const {
     if (!config.contains(key) || config.at(key) != Json(expected)) {
-      throw WeightsError(fmt::format("{}: layer '{}' has {} {}, expected {}", source_,
-                                     config.value("name", ""), key,
-                                     config.contains(key) ? config.at(key).dump() : "(missing)",
-                                     Json(expected).dump()));
+      throw WeightsError(fmt::format(
+          "{}: layer '{}' has {} {}, expected {}", source_, config.value("name", ""), key,
+          config.contains(key) ? config.at(key).dump() : "(missing)", Json(expected).dump()));
     }
   }
 
   int64_t positive_int(const Json& config, const char* key) const {
     if (!config.contains(key) || !config.at(key).is_number_integer() ||
         config.at(key).get<int64_t>() < 1) {
-      throw WeightsError(fmt::format(
-          "{}: layer '{}' has {} {}, expected a positive integer", source_,
-          config.value("name", ""), key,
-          config.contains(key) ? config.at(key).dump() : "(missing)"));
+      throw WeightsError(fmt::format("{}: layer '{}' has {} {}, expected a positive integer",
+                                     source_, config.value("name", ""), key,
+                                     config.contains(key) ? config.at(key).dump() : "(missing)"));
     }
     return config.at(key).get<int64_t>();
   }
@@ -142,8 +144,8 @@ void parse_input_shape(const Json& config, const std::string& source, EmotionNet
 const Json& layer_list(const Json& model, const std::string& source) {
   const std::string class_name = model.value("class_name", "");
   if (class_name != "Model" && class_name != "Sequential") {
-    throw WeightsError(fmt::format("{}: class_name is '{}', expected Model or Sequential", source,
-                                   class_name));
+    throw WeightsError(
+        fmt::format("{}: class_name is '{}', expected Model or Sequential", source, class_name));
   }
   const Json& config = model.at("config");
   const Json& layers = config.is_array() ? config : config.at("layers");
@@ -158,12 +160,13 @@ const Json& layer_list(const Json& model, const std::string& source) {
 std::string keras_architecture_json(const EmotionNetOptions& options) {
   const int64_t side = options.input_side();
   Json layers = Json::array();
-  layers.push_back(layer("InputLayer", "input_1",
-                         {{"batch_input_shape", {nullptr, side, side, options.backbone().in_channels()}},
-                          {"dtype", "float32"},
-                          {"sparse", false},
-                          {"name", "input_1"}},
-                         ""));
+  layers.push_back(
+      layer("InputLayer", "input_1",
+            {{"batch_input_shape", {nullptr, side, side, options.backbone().in_channels()}},
+             {"dtype", "float32"},
+             {"sparse", false},
+             {"name", "input_1"}},
+            ""));
 
   std::string previous = "input_1";
   for (int block = 0; block < kBlocks; ++block) {
@@ -178,16 +181,18 @@ std::string keras_architecture_json(const EmotionNetOptions& options) {
     previous = pool;
   }
 
-  layers.push_back(layer("Flatten", "flatten", {{"name", "flatten"}, {"trainable", true}}, previous));
+  layers.push_back(
+      layer("Flatten", "flatten", {{"name", "flatten"}, {"trainable", true}}, previous));
   layers.push_back(dense_layer("fc6", options.hidden_units(), "relu", "flatten"));
   layers.push_back(dense_layer("fc7", options.hidden_units(), "relu", "fc6"));
   layers.push_back(dense_layer("fc8", options.classes(), "softmax", "fc7"));
 
   Json model = {{"class_name", "Model"},
-                {"config", {{"name", "model_1"},
-                            {"layers", std::move(layers)},
-                            {"input_layers", {{"input_1", 0, 0}}},
-                            {"output_layers", {{"fc8", 0, 0}}}}},
+                {"config",
+                 {{"name", "model_1"},
+                  {"layers", std::move(layers)},
+                  {"input_layers", {{"input_1", 0, 0}}},
+                  {"output_layers", {{"fc8", 0, 0}}}}},
                 {"keras_version", kKerasVersion},
                 {"backend", "tensorflow"}};
   return model.dump();
@@ -205,7 +210,8 @@ EmotionNetOptions parse_keras_architecture(const std::string& text, const std::s
     EmotionNetOptions options;
     LayerCursor cursor(layer_list(model, source), source);
 
-    // A functional model starts with an InputLayer; a Sequential one puts the shape on its first layer.
+    // A functional model starts with an InputLayer; a Sequential one puts the shape on its first
+    // layer.
     const Json& first = cursor.peek();
     if (LayerCursor::class_of(first) == "InputLayer") {
       parse_input_shape(cursor.expect("InputLayer", LayerCursor::name_of(first)), source, options);
@@ -215,12 +221,14 @@ EmotionNetOptions parse_keras_architecture(const std::string& text, const std::s
 
     for (int block = 0; block < kBlocks; ++block) {
       for (int index = 0; index < kConvolutionsPerBlock[block]; ++index) {
-        const Json& config = cursor.expect("Conv2D", fmt::format("conv{}_{}", block + 1, index + 1));
+        const Json& config =
+            cursor.expect("Conv2D", fmt::format("conv{}_{}", block + 1, index + 1));
         const int64_t filters = cursor.positive_int(config, "filters");
         if (block == 0 && index == 0) {
           options.backbone().base_filters(filters);
         }
-        cursor.require(config, "filters", options.backbone().base_filters() * kFilterMultiplier[block]);
+        cursor.require(config, "filters",
+                       options.backbone().base_filters() * kFilterMultiplier[block]);
         cursor.require(config, "kernel_size", std::vector<int>{3, 3});
         cursor.require(config, "strides", std::vector<int>{1, 1});
         cursor.require(config, "padding", "same");
@@ -247,13 +255,13 @@ EmotionNetOptions parse_keras_architecture(const std::string& text, const std::s
 
     if (!cursor.at_end()) {
       const Json& extra = cursor.peek();
-      throw WeightsError(fmt::format("{}: layer '{}' (class {}) follows fc8, expected none",
-                                     source, LayerCursor::name_of(extra),
-                                     LayerCursor::class_of(extra)));
+      throw WeightsError(fmt::format("{}: layer '{}' (class {}) follows fc8, expected none", source,
+                                     LayerCursor::name_of(extra), LayerCursor::class_of(extra)));
     }
     return options;
   } catch (const Json::exception& error) {
-    throw WeightsError(fmt::format("{}: not a Keras 2 model description: {}", source, error.what()));
+    throw WeightsError(
+        fmt::format("{}: not a Keras 2 model description: {}", source, error.what()));
   }
 }
 

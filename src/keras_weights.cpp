@@ -59,7 +59,8 @@ std::vector<std::string> read_string_list(const H5::H5Object& object, const char
     if (count == 0) {
       return {};
     }
-    throw WeightsError(fmt::format("{}: attribute '{}' holds numbers, expected strings", where, name));
+    throw WeightsError(
+        fmt::format("{}: attribute '{}' holds numbers, expected strings", where, name));
   }
 
   H5::StrType type = attribute.getStrType();
@@ -93,9 +94,9 @@ void write_tensor(H5::Group& group, const std::string& name, const torch::Tensor
   // Keras nests "layer/kernel:0" as a group and a dataset, as h5py does for a path.
   H5::LinkCreatPropList create_parents;
   create_parents.setCreateIntermediateGroup(true);
-  H5::DataSet dataset = group.createDataSet(name, H5::PredType::IEEE_F32LE, space,
-                                            H5::DSetCreatPropList::DEFAULT,
-                                            H5::DSetAccPropList::DEFAULT, create_parents);
+  H5::DataSet dataset =
+      group.createDataSet(name, H5::PredType::IEEE_F32LE, space, H5::DSetCreatPropList::DEFAULT,
+                          H5::DSetAccPropList::DEFAULT, create_parents);
   dataset.write(tensor.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
 }
 
@@ -149,8 +150,8 @@ class WeightsReader {
     }
     file_.openFile(path_, H5F_ACC_RDONLY);
     // model.save() puts the save_weights layout under this group.
-    root_ = file_.nameExists("model_weights") ? file_.openGroup("model_weights")
-                                              : file_.openGroup("/");
+    root_ =
+        file_.nameExists("model_weights") ? file_.openGroup("model_weights") : file_.openGroup("/");
   }
 
   void check_root_attributes() {
@@ -161,8 +162,8 @@ class WeightsReader {
         fail(fmt::format("fvc_format_version is {}, expected {}", version, format_version_));
       }
     }
-    for (const H5::H5Object* object : {static_cast<const H5::H5Object*>(&file_),
-                                       static_cast<const H5::H5Object*>(&root_)}) {
+    for (const H5::H5Object* object :
+         {static_cast<const H5::H5Object*>(&file_), static_cast<const H5::H5Object*>(&root_)}) {
       if (object->attrExists("backend")) {
         const auto backend = read_string_list(*object, "backend", path_);
         theano_ = !backend.empty() && backend.front() == "theano";

@@ -30,8 +30,9 @@ std::vector<WeightedLayer> weighted_layers(EmotionNet& model) {
   }
   const int64_t side = VggFaceBackboneImpl::output_side(model->options().input_side());
   const int64_t fc6_units = model->head->fc6->weight.size(0);
-  layers.push_back(
-      {"fc6", model->head->fc6.ptr().get(), {fc6_units, model->backbone->out_channels(), side, side}});
+  layers.push_back({"fc6",
+                    model->head->fc6.ptr().get(),
+                    {fc6_units, model->backbone->out_channels(), side, side}});
   layers.push_back({"fc7", model->head->fc7.ptr().get(), {}});
   layers.push_back({"fc8", model->head->fc8.ptr().get(), {}});
   return layers;

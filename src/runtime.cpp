@@ -21,7 +21,8 @@ torch::Device resolve_device(const std::string& spec) {
   try {
     device = torch::Device(spec);
   } catch (const std::exception&) {
-    throw ConfigError(fmt::format("device '{}' is not known, expected auto, cpu, cuda or cuda:N", spec));
+    throw ConfigError(
+        fmt::format("device '{}' is not known, expected auto, cpu, cuda or cuda:N", spec));
   }
 
   if (device.is_cuda()) {

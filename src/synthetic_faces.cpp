@@ -70,8 +70,8 @@ void fill_ellipse(Canvas& canvas, double cx, double cy, double rx, double ry, do
 
 // Draws y = cy + shape(t) for t in -1..1 across x = cx + t * half_width.
 template <typename Shape>
-void stroke(Canvas& canvas, double cx, double cy, double half_width, double thickness,
-            double ink, Shape shape) {
+void stroke(Canvas& canvas, double cx, double cy, double half_width, double thickness, double ink,
+            Shape shape) {
   constexpr int kSteps = 40;
   for (int i = 0; i <= kSteps; ++i) {
     const double t = -1.0 + 2.0 * i / kSteps;

@@ -17,7 +17,8 @@ using Clock = std::chrono::steady_clock;
 
 void check_not_empty(const Dataset& data, const char* role) {
   if (data.count() == 0) {
-    throw DataError(fmt::format("{}: {} set has 0 images, expected at least 1", data.source(), role));
+    throw DataError(
+        fmt::format("{}: {} set has 0 images, expected at least 1", data.source(), role));
   }
 }
 
@@ -27,18 +28,18 @@ double seconds_since(Clock::time_point start) {
 
 void check_options(const TrainerOptions& options, const EmotionNet& model) {
   if (options.epochs() < 0 || options.batch_size() < 1 || options.eval_batch_size() < 1) {
-    throw ConfigError(fmt::format(
-        "trainer options have epochs {}, batch_size {}, eval_batch_size {}, expected "
-        "epochs >= 0 and batch sizes >= 1",
-        options.epochs(), options.batch_size(), options.eval_batch_size()));
+    throw ConfigError(
+        fmt::format("trainer options have epochs {}, batch_size {}, eval_batch_size {}, expected "
+                    "epochs >= 0 and batch sizes >= 1",
+                    options.epochs(), options.batch_size(), options.eval_batch_size()));
   }
   // Written as negations so that NaN fails them too.
   if (!(options.learning_rate() > 0.0 && options.learning_rate() <= 10.0)) {
-    throw ConfigError(fmt::format("learning_rate is {}, expected a number in (0, 10]",
-                                  options.learning_rate()));
+    throw ConfigError(
+        fmt::format("learning_rate is {}, expected a number in (0, 10]", options.learning_rate()));
   }
-  const bool betas_ok = options.beta1() >= 0.0 && options.beta1() < 1.0 &&
-                        options.beta2() >= 0.0 && options.beta2() < 1.0;
+  const bool betas_ok = options.beta1() >= 0.0 && options.beta1() < 1.0 && options.beta2() >= 0.0 &&
+                        options.beta2() < 1.0;
   if (!betas_ok || !(options.epsilon() > 0.0 && options.epsilon() < 1.0)) {
     throw ConfigError(fmt::format(
         "Adam constants are beta1 {}, beta2 {}, epsilon {}, expected betas in [0, 1) and "
@@ -126,8 +127,8 @@ Trainer::Trainer(EmotionNet model, TrainerOptions options) {
   state_ = std::make_unique<State>(std::move(model), std::move(options), device);
 
   const auto& o = state_->options;
-  state_->log(fmt::format("device {}{}  parameters {}  batch {}  learning_rate {}",
-                          device.str(), device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
+  state_->log(fmt::format("device {}{}  parameters {}  batch {}  learning_rate {}", device.str(),
+                          device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
                           state_->model->parameter_count(), o.batch_size(), o.learning_rate()));
 }
 
@@ -197,7 +198,8 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   const auto summed = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum);
 
   s.for_each_scored_batch(data, [&](const Batch& batch, const torch::Tensor& logits) {
-    loss_sum += torch::nn::functional::cross_entropy(logits, batch.labels, summed).to(torch::kDouble);
+    loss_sum +=
+        torch::nn::functional::cross_entropy(logits, batch.labels, summed).to(torch::kDouble);
     confusion += torch::bincount(batch.labels * kNumEmotions + logits.argmax(1), {},
                                  kNumEmotions * kNumEmotions);
   });

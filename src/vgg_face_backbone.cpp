@@ -15,8 +15,7 @@ constexpr int kFilterMultiplier[kBlocks] = {1, 2, 4, 8, 8};
 
 }  // namespace
 
-VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options)
-    : options_(options) {
+VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options) : options_(options) {
   if (options_.in_channels() < 1 || options_.base_filters() < 1) {
     throw ConfigError(fmt::format(
         "backbone options have in_channels {} and base_filters {}, expected both positive",
@@ -28,8 +27,8 @@ VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options)
     const int64_t filters = options_.base_filters() * kFilterMultiplier[block];
     for (int layer = 0; layer < kConvolutionsPerBlock[block]; ++layer) {
       auto name = fmt::format("conv{}_{}", block + 1, layer + 1);
-      auto conv = torch::nn::Conv2d(
-          torch::nn::Conv2dOptions(channels, filters, 3).padding(1).bias(true));
+      auto conv =
+          torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, filters, 3).padding(1).bias(true));
       convolutions_.emplace_back(name, register_module(name, conv));
       channels = filters;
     }
@@ -75,8 +74,8 @@ int64_t VggFaceBackboneImpl::out_channels() const {
 int64_t VggFaceBackboneImpl::output_side(int64_t input_side) {
   const int64_t side = input_side >> kBlocks;
   if (side < 1) {
-    throw ConfigError(fmt::format("input side is {}, expected at least 32 for five 2x2 pools",
-                                  input_side));
+    throw ConfigError(
+        fmt::format("input side is {}, expected at least 32 for five 2x2 pools", input_side));
   }
   return side;
 }

@@ -81,8 +81,9 @@ TEST_CASE("Dataset rejects malformed CSV naming file and line and what was expec
                         missing + ": no such file, expected a FER2013 CSV (.csv or .csv.gz)");
   }
   SECTION("a folder instead of a file") {
-    REQUIRE_THROWS_WITH(Dataset::read_csv(dir.path("")),
-                        dir.path("") + ": not a regular file, expected a FER2013 CSV (.csv or .csv.gz)");
+    REQUIRE_THROWS_WITH(
+        Dataset::read_csv(dir.path("")),
+        dir.path("") + ": not a regular file, expected a FER2013 CSV (.csv or .csv.gz)");
   }
   SECTION("gzip header followed by garbage") {
     const auto gz_path = dir.path("garbage.csv.gz");
@@ -92,7 +93,8 @@ TEST_CASE("Dataset rejects malformed CSV naming file and line and what was expec
                         Catch::Matches(".*garbage\\.csv\\.gz: cannot decompress: [^/]+"));
   }
   SECTION("empty file") {
-    CHECK(read_error(dir, "") == path + ": file is empty, expected the header 'emotion,pixels,Usage'");
+    CHECK(read_error(dir, "") ==
+          path + ": file is empty, expected the header 'emotion,pixels,Usage'");
   }
   SECTION("wrong header") {
     CHECK(read_error(dir, "label,pixels,Usage\n" + good + "\n") ==
@@ -145,8 +147,8 @@ TEST_CASE("Dataset rejects malformed CSV naming file and line and what was expec
           path + ":2: emotion has '7', expected an integer 0..6");
   }
   SECTION("label that is not a number") {
-    CHECK(read_error(dir, kHeader + "\n" + csv_row(1, 0, "Training").replace(0, 1, "happy") + "\n") ==
-          path + ":2: emotion has 'happy', expected an integer 0..6");
+    CHECK(read_error(dir, kHeader + "\n" + csv_row(1, 0, "Training").replace(0, 1, "happy") +
+                              "\n") == path + ":2: emotion has 'happy', expected an integer 0..6");
   }
   SECTION("unknown Usage") {
     CHECK(read_error(dir, kHeader + "\n" + csv_row(1, 0, "Validation") + "\n") ==

@@ -6,8 +6,8 @@
 
 using fvc::ModelIO;
 using fvc::WeightsError;
-using fvc::testing::small_net_options;
 using fvc::testing::read_text;
+using fvc::testing::small_net_options;
 using fvc::testing::TempDir;
 
 namespace {
@@ -74,7 +74,8 @@ TEST_CASE("ModelIO architecture JSON follows Keras 2 to_json and parses back", "
   CHECK_THAT(text, Catch::StartsWith(R"({"class_name":"Model","config":{"name":"model_1","layers":)"
                                      R"([{"name":"input_1","class_name":"InputLayer","config":)"
                                      R"({"batch_input_shape":[null,48,48,3])"));
-  CHECK_THAT(text, Catch::Contains(R"("name":"fc8","trainable":true,"units":7,"activation":"softmax")"));
+  CHECK_THAT(text,
+             Catch::Contains(R"("name":"fc8","trainable":true,"units":7,"activation":"softmax")"));
   CHECK(options.input_side() == 48);
   CHECK(options.backbone().base_filters() == 64);
   CHECK(options.hidden_units() == 512);
@@ -101,8 +102,9 @@ TEST_CASE("ModelIO refuses architectures it cannot build, naming the layer", "[i
     auto changed = text;
     changed.replace(changed.find(R"("class_name":"Flatten")"), 22, R"("class_name":"Reshape")");
     REQUIRE_THROWS_AS(ModelIO::parse_architecture(changed, "m.json"), WeightsError);
-    REQUIRE_THROWS_WITH(ModelIO::parse_architecture(changed, "m.json"),
-                        "m.json: layer 'flatten' (class Reshape) found, expected Flatten 'flatten'");
+    REQUIRE_THROWS_WITH(
+        ModelIO::parse_architecture(changed, "m.json"),
+        "m.json: layer 'flatten' (class Reshape) found, expected Flatten 'flatten'");
   }
   SECTION("a setting other than VGG16's") {
     auto changed = text;
@@ -115,8 +117,9 @@ TEST_CASE("ModelIO refuses architectures it cannot build, naming the layer", "[i
                         Catch::StartsWith("m.json: not valid JSON: "));
   }
   SECTION("a model of an unknown kind") {
-    REQUIRE_THROWS_WITH(ModelIO::parse_architecture(R"({"class_name":"Graph","config":[]})", "m.json"),
-                        "m.json: class_name is 'Graph', expected Model or Sequential");
+    REQUIRE_THROWS_WITH(
+        ModelIO::parse_architecture(R"({"class_name":"Graph","config":[]})", "m.json"),
+        "m.json: class_name is 'Graph', expected Model or Sequential");
   }
 }
 
@@ -150,8 +153,9 @@ TEST_CASE("ModelIO refuses broken weight files and leaves the model unchanged", 
     ModelIO::save_weights(fvc::EmotionNet(wider), path);
     REQUIRE_THROWS_AS(ModelIO::load_weights(model, path), WeightsError);
     REQUIRE_THROWS_WITH(ModelIO::load_weights(model, path),
-                        path + ": dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], "
-                               "expected [3,3,3,8]");
+                        path +
+                            ": dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], "
+                            "expected [3,3,3,8]");
   }
   SECTION("truncated file") {
     const auto path = dir.path("cut.h5");
@@ -166,7 +170,8 @@ TEST_CASE("ModelIO refuses broken weight files and leaves the model unchanged", 
 TEST_CASE("ModelIO reports an unwritable destination", "[io]") {
   const std::string path = "/nonexistent-folder/m.h5";
 
-  REQUIRE_THROWS_AS(ModelIO::save_weights(fvc::EmotionNet(small_net_options()), path), WeightsError);
+  REQUIRE_THROWS_AS(ModelIO::save_weights(fvc::EmotionNet(small_net_options()), path),
+                    WeightsError);
   REQUIRE_THROWS_WITH(ModelIO::save_weights(fvc::EmotionNet(small_net_options()), path),
                       Catch::StartsWith(path + ": cannot write HDF5 weights"));
 }

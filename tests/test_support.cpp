@@ -13,8 +13,8 @@ namespace fvc::testing {
 
 TempDir::TempDir() {
   static std::atomic<int> counter{0};
-  root_ = std::filesystem::temp_directory_path() /
-          fmt::format("fvc-test-{}-{}", getpid(), counter++);
+  root_ =
+      std::filesystem::temp_directory_path() / fmt::format("fvc-test-{}-{}", getpid(), counter++);
   std::filesystem::remove_all(root_);
   std::filesystem::create_directories(root_);
 }

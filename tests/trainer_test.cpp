@@ -5,8 +5,8 @@
 #include "keras_adam.h"
 #include "test_support.h"
 
-using fvc::testing::small_net_options;
 using fvc::testing::read_text;
+using fvc::testing::small_net_options;
 using fvc::testing::TempDir;
 
 namespace {
@@ -81,8 +81,10 @@ TEST_CASE("Trainer logs Keras-style epoch lines and writes the history as CSV", 
 
   REQUIRE(lines.size() == 3);
   CHECK_THAT(lines[0], Catch::StartsWith("device cpu  threads "));
-  CHECK_THAT(lines[2], Catch::Matches(R"(epoch 2/2  images 112  seconds \d+\.\d  images/s \d+\.\d  loss \d\.\d{4}  )"
-                                      R"(acc \d\.\d{4}  val_loss \d\.\d{4}  val_acc \d\.\d{4})"));
+  CHECK_THAT(
+      lines[2],
+      Catch::Matches(R"(epoch 2/2  images 112  seconds \d+\.\d  images/s \d+\.\d  loss \d\.\d{4}  )"
+                     R"(acc \d\.\d{4}  val_loss \d\.\d{4}  val_acc \d\.\d{4})"));
   // 112 images in batches of 40: 3 batches an epoch, the last one short.
   REQUIRE(progress.size() == 6);
   CHECK(progress[2].images_done == 112);
@@ -98,7 +100,8 @@ TEST_CASE("Trainer continues the epoch count when fit is called again", "[traini
   fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().epochs(1));
 
   trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
-  const auto second = trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+  const auto second =
+      trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
 
   CHECK(second.front().epoch == 2);
   CHECK(trainer.history().size() == 2);
@@ -147,10 +150,10 @@ TEST_CASE("Trainer refuses to train or score on an empty set", "[training]") {
   fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().epochs(1));
 
   REQUIRE_THROWS_AS(trainer.fit(empty, data), fvc::DataError);
-  REQUIRE_THROWS_WITH(trainer.fit(data, empty), Catch::EndsWith(
-                          ": validation set has 0 images, expected at least 1"));
-  REQUIRE_THROWS_WITH(trainer.evaluate(empty), Catch::EndsWith(
-                          ": evaluation set has 0 images, expected at least 1"));
+  REQUIRE_THROWS_WITH(trainer.fit(data, empty),
+                      Catch::EndsWith(": validation set has 0 images, expected at least 1"));
+  REQUIRE_THROWS_WITH(trainer.evaluate(empty),
+                      Catch::EndsWith(": evaluation set has 0 images, expected at least 1"));
   CHECK(trainer.history().empty());
 }
 

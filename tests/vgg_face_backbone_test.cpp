@@ -19,8 +19,9 @@ TEST_CASE("VggFaceBackbone has VGG16's convolutions under their Keras names", "[
 
   CHECK(count_parameters(*backbone) == 14714688);
   const std::vector<std::string> keras_names = {
-      "conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",   "conv3_1", "conv3_2", "conv3_3",
-      "pool3",   "conv4_1", "conv4_2", "conv4_3", "pool4", "conv5_1", "conv5_2", "conv5_3", "pool5"};
+      "conv1_1", "conv1_2", "pool1",   "conv2_1", "conv2_2", "pool2",
+      "conv3_1", "conv3_2", "conv3_3", "pool3",   "conv4_1", "conv4_2",
+      "conv4_3", "pool4",   "conv5_1", "conv5_2", "conv5_3", "pool5"};
   CHECK(backbone->layer_names() == keras_names);
   const auto named = backbone->named_parameters();
   CHECK((named["conv1_1.weight"].sizes() == torch::IntArrayRef{64, 3, 3, 3}));

@@ -24,9 +24,9 @@
 #include <cstdio>
 #include <filesystem>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fvc/fvc.h>
+#include <CLI/CLI.hpp>
 
 namespace {
 
@@ -68,29 +68,38 @@ void add_options(CLI::App& app, Settings& s) {
                  "FER2013 CSV, plain or .gz (emotion,pixels,Usage); "
                  "without it the built-in synthetic faces are used")
       ->check(CLI::ExistingFile);
-  app.add_option("--synthetic", s.synthetic, "Images in the built-in data set when --data is absent")
-      ->capture_default_str()->check(CLI::Range(int64_t{10}, int64_t{1} << 30));
+  app.add_option("--synthetic", s.synthetic,
+                 "Images in the built-in data set when --data is absent")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{1} << 30));
   app.add_option("--epochs", s.epochs, "Passes over the training split")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--batch-size", s.batch_size, "Images per optimizer step")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--lr", s.learning_rate, "Adam learning rate, in (0, 10]")
-      ->capture_default_str()->check(kLearningRateRange);
+      ->capture_default_str()
+      ->check(kLearningRateRange);
   app.add_option("--limit", s.limit,
                  "Train on this many Training rows, drawn at random with --seed (0: all); "
                  "PublicTest and PrivateTest are always scored whole")
-      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
   app.add_option("--out", s.out, "Folder for the model, history and confusion matrices")
       ->capture_default_str();
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
-      ->capture_default_str()->check(CLI::Range(0, 1024));
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   app.add_option("--device", s.device, "auto, cpu, cuda or cuda:N (auto: CUDA if present)")
       ->capture_default_str();
   app.add_option("--seed", s.seed, "Seed for the shuffling, --limit's draw and the weights")
-      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
   app.add_option("--base-filters", s.base_filters,
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{64}));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
 }
 
 // Rewrites one line in place on a terminal; prints nothing when stderr is a file,
@@ -101,7 +110,8 @@ void show_progress(const fvc::BatchProgress& p) {
     return;
   }
   const double rate = p.seconds > 0 ? p.images_done / p.seconds : 0.0;
-  fmt::print(stderr, "\repoch {}/{}  {}/{} images  {:.0f} s  {:.1f} images/s  loss {:.4f}  acc {:.4f}",
+  fmt::print(stderr,
+             "\repoch {}/{}  {}/{} images  {:.0f} s  {:.1f} images/s  loss {:.4f}  acc {:.4f}",
              p.epoch, p.epochs, p.images_done, p.images_total, p.seconds, rate, p.loss, p.acc);
   if (p.images_done == p.images_total) {
     fmt::print(stderr, "\r\033[K");
@@ -109,7 +119,10 @@ void show_progress(const fvc::BatchProgress& p) {
   std::fflush(stderr);
 }
 
-void log_line(const std::string& line) { fmt::print("{}\n", line); std::fflush(stdout); }
+void log_line(const std::string& line) {
+  fmt::print("{}\n", line);
+  std::fflush(stdout);
+}
 
 fvc::Dataset load_data(const Settings& s) {
   if (s.data.empty()) {
@@ -121,8 +134,8 @@ fvc::Dataset load_data(const Settings& s) {
 
 void log_split(const char* role, const fvc::Dataset& data) {
   const auto counts = data.class_counts();
-  log_line(fmt::format("{:<10} {:>6} images  per class {}", role, data.count(),
-                       fmt::join(counts, " ")));
+  log_line(
+      fmt::format("{:<10} {:>6} images  per class {}", role, data.count(), fmt::join(counts, " ")));
 }
 
 void report(const char* name, const fvc::Evaluation& result, const std::string& csv_path) {
@@ -136,8 +149,8 @@ void prepare_output_folder(const std::string& out) {
   std::error_code error;
   std::filesystem::create_directories(out, error);
   if (error) {
-    throw fvc::ConfigError(fmt::format("{}: cannot create the output folder: {}", out,
-                                       error.message()));
+    throw fvc::ConfigError(
+        fmt::format("{}: cannot create the output folder: {}", out, error.message()));
   }
 }
 
@@ -156,8 +169,9 @@ int run(const Settings& s) {
   }
   const fvc::Dataset validation = all.split(fvc::Split::kPublicTest);
   const fvc::Dataset test = all.split(fvc::Split::kPrivateTest);
-  log_line(fmt::format("read {} in {:.1f} s", all.source(),
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+  log_line(
+      fmt::format("read {} in {:.1f} s", all.source(),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
   log_split("Training", train);
   log_split("PublicTest", validation);
   log_split("PrivateTest", test);
@@ -187,8 +201,9 @@ int run(const Settings& s) {
     seconds += epoch.seconds;
     train_seconds += epoch.train_seconds;
   }
-  log_line(fmt::format("trained {} epochs in {:.1f} s, validation included; {:.1f} training images/s",
-                       history.size(), seconds, history.size() * train.count() / train_seconds));
+  log_line(
+      fmt::format("trained {} epochs in {:.1f} s, validation included; {:.1f} training images/s",
+                  history.size(), seconds, history.size() * train.count() / train_seconds));
 
   // Save as Keras JSON plus HDF5 weights, then reload from those files.
   const std::string json_path = out + "/model.json";

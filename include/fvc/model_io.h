@@ -26,8 +26,7 @@ class ModelIO {
 
   /// Writes `<json_path>` and `<weights_path>`. Throws `WeightsError` when a
   /// file cannot be written.
-  static void save(EmotionNet model, const std::string& json_path,
-                   const std::string& weights_path);
+  static void save(EmotionNet model, const std::string& json_path, const std::string& weights_path);
 
   /// Builds the model `json_path` describes and fills it from `weights_path`.
   /// Throws `WeightsError` naming the file and what was wrong.

@@ -29,7 +29,7 @@ struct EpochStats {
 
 /// Progress inside an epoch, handed to `TrainerOptions::progress` after each batch.
 struct BatchProgress {
-  int64_t epoch = 0;   ///< 1-based
+  int64_t epoch = 0;  ///< 1-based
   int64_t epochs = 0;
   int64_t images_done = 0;
   int64_t images_total = 0;
@@ -72,8 +72,8 @@ struct TrainerOptions {
 ///
 /// The model moves to the chosen device when the trainer is built. Epoch lines
 /// follow the Keras history columns:
-/// `epoch 3/16  images 28709  seconds 41.2  images/s 812.4  loss 1.8120  acc 0.2513  val_loss 1.8185  val_acc 0.2494`,
-/// where images/s counts the training passes alone.
+/// `epoch 3/16  images 28709  seconds 41.2  images/s 812.4  loss 1.8120  acc 0.2513 val_loss 1.8185
+/// val_acc 0.2494`, where images/s counts the training passes alone.
 ///
 /// NOTE: a trainer keeps its optimizer state between calls of `fit`, so a
 /// second call continues training; it is not thread-safe.

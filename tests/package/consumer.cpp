@@ -23,7 +23,7 @@ int main() {
 
   const auto score = fvc::Trainer(reloaded, fvc::TrainerOptions().device("cpu"))
                          .evaluate(data.split(fvc::Split::kPrivateTest));
-  std::printf("consumer: %lld images scored, accuracy %.3f\n",
-              static_cast<long long>(score.count), score.accuracy);
+  std::printf("consumer: %lld images scored, accuracy %.3f\n", static_cast<long long>(score.count),
+              score.accuracy);
   return score.count == 7 ? 0 : 1;
 }
