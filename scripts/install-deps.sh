@@ -12,6 +12,7 @@ packages=(
   zlib1g-dev                   # .csv.gz input
   catch2                       # unit tests (v2)
   libcli11-dev                 # command-line options of the examples
+  python3-h5py                 # the tests' independent reader of the Keras files (brings numpy)
 )
 
 missing=()

@@ -29,4 +29,27 @@ void write_confusion_csv(const torch::Tensor& confusion, const std::string& path
   detail::write_text_atomically(path, text);
 }
 
+void write_predictions_csv(const torch::Tensor& labels, const torch::Tensor& probabilities,
+                           const std::string& path) {
+  const int64_t n = labels.numel();
+  if (probabilities.dim() != 2 || probabilities.size(0) != n ||
+      probabilities.size(1) != kNumEmotions) {
+    throw Error(fmt::format("{}: probabilities have shape {}, expected {}x7", path,
+                            fmt::join(probabilities.sizes(), "x"), n));
+  }
+  auto truth = labels.to(torch::kCPU, torch::kLong).contiguous();
+  auto p = probabilities.to(torch::kCPU, torch::kFloat).contiguous();
+  auto predicted = p.argmax(1).contiguous();
+  const int64_t* true_label = truth.data_ptr<int64_t>();
+  const int64_t* predicted_label = predicted.data_ptr<int64_t>();
+
+  std::string text = fmt::format("row,emotion,predicted,{}\n", fmt::join(kEmotionNames, ","));
+  const float* row_p = p.data_ptr<float>();
+  for (int64_t row = 0; row < n; ++row, row_p += kNumEmotions) {
+    text += fmt::format("{},{},{},{:.8g}\n", row, true_label[row], predicted_label[row],
+                        fmt::join(row_p, row_p + kNumEmotions, ","));
+  }
+  detail::write_text_atomically(path, text);
+}
+
 }  // namespace fvc

@@ -212,12 +212,14 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   return result;
 }
 
-torch::Tensor Trainer::predict(const Dataset& data) {
-  std::vector<torch::Tensor> predictions;
+torch::Tensor Trainer::predict(const Dataset& data) { return probabilities(data).argmax(1); }
+
+torch::Tensor Trainer::probabilities(const Dataset& data) {
+  std::vector<torch::Tensor> batches;
   state_->for_each_scored_batch(data, [&](const Batch&, const torch::Tensor& logits) {
-    predictions.push_back(logits.argmax(1).cpu());
+    batches.push_back(torch::softmax(logits, 1).cpu());
   });
-  return predictions.empty() ? torch::empty({0}, torch::kLong) : torch::cat(predictions);
+  return batches.empty() ? torch::empty({0, kNumEmotions}) : torch::cat(batches);
 }
 
 const std::vector<EpochStats>& Trainer::history() const { return state_->history; }

@@ -122,6 +122,28 @@ TEST_CASE("Trainer evaluation counts every image in its confusion matrix", "[tra
   const auto agree = predictions.eq(data.labels()).sum().item<int64_t>();
   CHECK(agree == result.correct());
   CHECK(result.accuracy == Approx(agree / 210.0));
+
+  const auto probabilities = trainer.probabilities(data);
+  CHECK((probabilities.sizes() == torch::IntArrayRef{210, 7}));
+  CHECK(torch::allclose(probabilities.sum(1), torch::ones({210})));
+  CHECK(torch::equal(probabilities.argmax(1), predictions));
+}
+
+TEST_CASE("write_predictions_csv writes one line of probabilities per image", "[training]") {
+  TempDir dir;
+  const auto labels = torch::tensor({3, 0}, torch::kLong);
+  auto probabilities = torch::full({2, 7}, 0.1f);
+  probabilities[0][3] = 0.4f;
+  probabilities[1][6] = 0.4f;
+
+  fvc::write_predictions_csv(labels, probabilities, dir.path("p.csv"));
+
+  CHECK(read_text(dir.path("p.csv")) ==
+        "row,emotion,predicted,anger,disgust,fear,happy,sad,surprise,neutral\n"
+        "0,3,3,0.1,0.1,0.1,0.40000001,0.1,0.1,0.1\n"
+        "1,0,6,0.1,0.1,0.1,0.1,0.1,0.1,0.40000001\n");
+  REQUIRE_THROWS_AS(fvc::write_predictions_csv(labels, probabilities.slice(1, 0, 6), "x.csv"),
+                    fvc::Error);
 }
 
 TEST_CASE("Trainer refuses settings it cannot run", "[training]") {

@@ -16,7 +16,8 @@
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
 //
 // Output folder (--out): model.json, weights.h5, history.csv,
-// confusion_publictest.csv, confusion_privatetest.csv.
+// confusion_publictest.csv, confusion_privatetest.csv, and
+// predictions_privatetest.csv (each image's seven probabilities).
 
 #include <unistd.h>
 
@@ -218,6 +219,8 @@ int run(const Settings& s) {
   const auto private_test = evaluator.evaluate(test);
   report("PublicTest", public_test, out + "/confusion_publictest.csv");
   report("PrivateTest", private_test, out + "/confusion_privatetest.csv");
+  fvc::write_predictions_csv(test.labels(), evaluator.probabilities(test),
+                             out + "/predictions_privatetest.csv");
 
   const double reported = history.back().val_acc;
   if (public_test.accuracy != reported) {

@@ -28,4 +28,12 @@ struct Evaluation {
 /// file cannot be written.
 void write_confusion_csv(const torch::Tensor& confusion, const std::string& path);
 
+/// Writes one line per image: `row,emotion,predicted,anger,...,neutral`, where
+/// `row` counts from 0 in the data set's order, `emotion` is the true label,
+/// `predicted` the most probable one and the rest the seven probabilities
+/// (8 significant digits). `labels` int64 (N), `probabilities` float (N,7).
+/// Written atomically; throws `Error` for mismatched shapes or an unwritable file.
+void write_predictions_csv(const torch::Tensor& labels, const torch::Tensor& probabilities,
+                           const std::string& path);
+
 }  // namespace fvc

@@ -95,6 +95,9 @@ class Trainer {
   /// Class predicted for every row of `data`, int64 (N), in row order.
   torch::Tensor predict(const Dataset& data);
 
+  /// Softmax probabilities for every row of `data`, float (N,7) on the CPU, in row order.
+  torch::Tensor probabilities(const Dataset& data);
+
   /// The history of every epoch trained so far.
   const std::vector<EpochStats>& history() const;
 
