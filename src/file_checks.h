@@ -1,6 +1,8 @@
 #pragma once
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace fvc::detail {
@@ -13,6 +15,14 @@ inline std::string unreadable_file_reason(const std::string& path) {
     return "";
   }
   return std::filesystem::exists(path, error) ? "not a regular file" : "no such file";
+}
+
+/// The whole content of a file already checked with `unreadable_file_reason`.
+inline std::string read_whole_file(const std::string& path) {
+  std::ifstream input(path, std::ios::binary);
+  std::ostringstream text;
+  text << input.rdbuf();
+  return text.str();
 }
 
 }  // namespace fvc::detail

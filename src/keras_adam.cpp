@@ -2,7 +2,10 @@
 
 #include <cmath>
 
+#include <fmt/format.h>
 #include <torch/torch.h>
+
+#include "fvc/error.h"
 
 namespace fvc::detail {
 
@@ -17,6 +20,37 @@ KerasAdam::KerasAdam(std::vector<torch::Tensor> parameters, double learning_rate
     first_moments_.push_back(torch::zeros_like(parameter));
     second_moments_.push_back(torch::zeros_like(parameter));
   }
+}
+
+std::vector<torch::Tensor> KerasAdam::moments() const {
+  std::vector<torch::Tensor> all = first_moments_;
+  all.insert(all.end(), second_moments_.begin(), second_moments_.end());
+  return all;
+}
+
+void KerasAdam::restore(const std::vector<torch::Tensor>& moments, int64_t iterations,
+                        const std::string& source) {
+  const size_t n = parameters_.size();
+  if (moments.size() != 2 * n || iterations < 0) {
+    throw WeightsError(
+        fmt::format("{}: optimizer state has {} tensors and {} updates, expected {} "
+                    "tensors and a count >= 0",
+                    source, moments.size(), iterations, 2 * n));
+  }
+  for (size_t i = 0; i < moments.size(); ++i) {
+    if (moments[i].sizes() != parameters_[i % n].sizes()) {
+      throw WeightsError(fmt::format("{}: optimizer tensor {} has shape [{}], expected [{}]",
+                                     source, i, fmt::join(moments[i].sizes(), ","),
+                                     fmt::join(parameters_[i % n].sizes(), ",")));
+    }
+  }
+
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < n; ++i) {
+    first_moments_[i].copy_(moments[i]);
+    second_moments_[i].copy_(moments[n + i]);
+  }
+  iterations_ = iterations;
 }
 
 void KerasAdam::zero_grad() {

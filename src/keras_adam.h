@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
@@ -27,6 +28,15 @@ class KerasAdam {
 
   /// Updates applied so far (Keras's `iterations`).
   int64_t iterations() const { return iterations_; }
+
+  /// The moment estimates, first moments then second moments, in parameter order.
+  std::vector<torch::Tensor> moments() const;
+
+  /// Replaces the moments and the update count, as `moments()` and
+  /// `iterations()` gave them. Throws `WeightsError` (naming `source`) when
+  /// the count or a shape differs; nothing changes then.
+  void restore(const std::vector<torch::Tensor>& moments, int64_t iterations,
+               const std::string& source);
 
  private:
   std::vector<torch::Tensor> parameters_;

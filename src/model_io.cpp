@@ -1,8 +1,5 @@
 #include "fvc/model_io.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -83,13 +80,7 @@ std::string read_text_file(const std::string& path) {
   if (const auto reason = detail::unreadable_file_reason(path); !reason.empty()) {
     throw WeightsError(fmt::format("{}: {}, expected Keras model JSON", path, reason));
   }
-  std::ifstream input(path, std::ios::binary);
-  std::ostringstream text;
-  text << input.rdbuf();
-  if (!input && !input.eof()) {
-    throw WeightsError(fmt::format("{}: cannot read", path));
-  }
-  return text.str();
+  return detail::read_whole_file(path);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "fvc/error.h"
 #include "fvc/runtime.h"
 #include "keras_adam.h"
+#include "trainer_state.h"
 
 namespace fvc {
 namespace {
@@ -77,41 +78,6 @@ struct RunningTotals {
 
 }  // namespace
 
-struct Trainer::State {
-  EmotionNet model;
-  TrainerOptions options;
-  torch::Device device;
-  detail::KerasAdam optimizer;
-  std::vector<EpochStats> history;
-
-  State(EmotionNet model_, TrainerOptions options_, torch::Device device_)
-      : model(std::move(model_)),
-        options(std::move(options_)),
-        device(device_),
-        optimizer(model->parameters(), options.learning_rate(), options.beta1(), options.beta2(),
-                  options.epsilon()) {}
-
-  void log(const std::string& line) const {
-    if (options.log()) {
-      options.log()(line);
-    }
-  }
-
-  // Runs the model over `data` in row order, in eval mode and without gradients,
-  // handing each batch and its logits to `on_batch`.
-  template <typename OnBatch>
-  void for_each_scored_batch(const Dataset& data, OnBatch on_batch) {
-    torch::NoGradGuard no_grad;
-    model->eval();
-    const auto all = torch::arange(data.count(), torch::kLong);
-    for (int64_t begin = 0; begin < data.count(); begin += options.eval_batch_size()) {
-      Batch batch = data.batch(all.slice(0, begin, begin + options.eval_batch_size()), device);
-      on_batch(batch, model->forward(batch.images));
-    }
-    model->train();
-  }
-};
-
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
   check_options(options, model);
   const torch::Device device = resolve_device(options.device());
@@ -142,7 +108,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   auto& s = *state_;
   const auto& o = s.options;
   const int64_t first_epoch = static_cast<int64_t>(s.history.size()) + 1;
-  const int64_t last_epoch = first_epoch + o.epochs() - 1;
+  const int64_t last_epoch = o.epochs();
   std::vector<EpochStats> fitted;
 
   for (int64_t epoch = first_epoch; epoch <= last_epoch; ++epoch) {
@@ -184,6 +150,9 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     s.log(format_epoch_line(stats, last_epoch));
     if (!o.history_path().empty()) {
       write_history_csv(s.history, o.history_path());
+    }
+    if (!o.checkpoint_dir().empty()) {
+      save_checkpoint(o.checkpoint_dir());
     }
   }
   return fitted;

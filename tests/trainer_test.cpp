@@ -1,4 +1,5 @@
 #include <cmath>
+#include <filesystem>
 
 #include "catch_with_torch.h"
 
@@ -95,7 +96,7 @@ TEST_CASE("Trainer logs Keras-style epoch lines and writes the history as CSV", 
   CHECK(std::count(csv.begin(), csv.end(), '\n') == 3);
 }
 
-TEST_CASE("Trainer continues the epoch count when fit is called again", "[training]") {
+TEST_CASE("Trainer counts epochs in all so a second fit has nothing left to do", "[training]") {
   const auto data = fvc::Dataset::synthetic(70, 4);
   fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().epochs(1));
 
@@ -103,8 +104,95 @@ TEST_CASE("Trainer continues the epoch count when fit is called again", "[traini
   const auto second =
       trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
 
-  CHECK(second.front().epoch == 2);
-  CHECK(trainer.history().size() == 2);
+  CHECK(second.empty());
+  CHECK(trainer.history().size() == 1);
+}
+
+namespace {
+
+// Trains a fresh small net for `epochs` in all, starting from `checkpoint` when it is given.
+std::pair<std::vector<fvc::EpochStats>, fvc::EmotionNet> run(int64_t epochs,
+                                                             const std::string& save_to,
+                                                             const std::string& resume_from) {
+  torch::manual_seed(resume_from.empty() ? 21 : 99);  // a resumed run must not depend on its start
+  const auto data = fvc::Dataset::synthetic(420, 8);
+  fvc::EmotionNet net(small_net_options());
+  fvc::Trainer trainer(net, quick_options().epochs(epochs).threads(1).checkpoint_dir(save_to));
+  if (!resume_from.empty()) {
+    trainer.load_checkpoint(resume_from);
+  }
+  trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+  return {trainer.history(), net};
+}
+
+}  // namespace
+
+TEST_CASE("Trainer resumed from a checkpoint ends exactly like an uninterrupted run",
+          "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+
+  const auto [straight, straight_net] = run(3, "", "");
+  run(1, checkpoint, "");
+  const auto [resumed, resumed_net] = run(3, checkpoint, checkpoint);
+
+  REQUIRE(resumed.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(resumed[i].loss == straight[i].loss);
+    CHECK(resumed[i].acc == straight[i].acc);
+    CHECK(resumed[i].val_loss == straight[i].val_loss);
+    CHECK(resumed[i].val_acc == straight[i].val_acc);
+  }
+  auto expected = straight_net->named_parameters();
+  for (const auto& item : resumed_net->named_parameters()) {
+    INFO(item.key());
+    CHECK(torch::equal(item.value(), expected[item.key()]));
+  }
+  // Only the newest epoch's files remain, next to the index.
+  CHECK(std::filesystem::exists(checkpoint + "/epoch-0003/optimizer.pt"));
+  CHECK_FALSE(std::filesystem::exists(checkpoint + "/epoch-0001"));
+  CHECK(fvc::Trainer::checkpoint_architecture(checkpoint).hidden_units() == 64);
+}
+
+TEST_CASE("Trainer refuses a checkpoint it cannot continue and stays unchanged", "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  run(1, checkpoint, "");
+  fvc::EmotionNet net(small_net_options());
+  const auto before = net->named_parameters()["backbone.conv1_1.weight"].clone();
+
+  SECTION("other settings") {
+    fvc::Trainer trainer(net, quick_options().batch_size(25));
+    REQUIRE_THROWS_AS(trainer.load_checkpoint(checkpoint), fvc::ConfigError);
+    REQUIRE_THROWS_WITH(trainer.load_checkpoint(checkpoint),
+                        checkpoint +
+                            "/checkpoint.json: batch_size is 50, but this trainer has 25; "
+                            "resume with the settings of the first run");
+    CHECK(trainer.history().empty());
+  }
+  SECTION("no checkpoint there") {
+    fvc::Trainer trainer(net, quick_options());
+    REQUIRE_THROWS_WITH(trainer.load_checkpoint(dir.path("none")),
+                        dir.path("none") +
+                            "/checkpoint.json: no such file, expected a "
+                            "checkpoint written by fvc");
+  }
+  SECTION("damaged optimizer state") {
+    fvc::testing::write_file(checkpoint + "/epoch-0001/optimizer.pt", "not a tensor archive");
+    fvc::Trainer trainer(net, quick_options());
+    REQUIRE_THROWS_AS(trainer.load_checkpoint(checkpoint), fvc::WeightsError);
+    CHECK(trainer.history().empty());
+  }
+  SECTION("a wider network") {
+    auto wider = small_net_options();
+    wider.backbone().base_filters(16);
+    fvc::Trainer trainer(fvc::EmotionNet(wider), quick_options());
+    REQUIRE_THROWS_WITH(trainer.load_checkpoint(checkpoint),
+                        Catch::Contains("has shape [3,3,3,8], expected [3,3,3,16]"));
+  }
+
+  CHECK(torch::equal(net->named_parameters()["backbone.conv1_1.weight"], before));
 }
 
 TEST_CASE("Trainer evaluation counts every image in its confusion matrix", "[training]") {

@@ -15,7 +15,9 @@
 //   fvc-finetune --data fer2013.csv.gz --limit 2000 --epochs 1   # a quick look
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
 //
-// Output folder (--out): model.json, weights.h5, history.csv,
+// A run stopped between epochs continues with --resume <its --out folder>.
+//
+// Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
 // confusion_publictest.csv, confusion_privatetest.csv, and
 // predictions_privatetest.csv (each image's seven probabilities).
 
@@ -51,6 +53,7 @@ struct Settings {
   std::string device = "auto";
   int64_t seed = 1;
   int64_t base_filters = 64;
+  std::string resume;
 };
 
 // CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
@@ -87,8 +90,14 @@ void add_options(CLI::App& app, Settings& s) {
                  "PublicTest and PrivateTest are always scored whole")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
-  app.add_option("--out", s.out, "Folder for the model, history and confusion matrices")
+  app.add_option("--out", s.out,
+                 "Folder for the model, history, confusion matrices and the checkpoint written "
+                 "after every epoch")
       ->capture_default_str();
+  app.add_option("--resume", s.resume,
+                 "Continue the run whose --out folder is DIR after its last finished epoch; "
+                 "give the same data, seed, batch size and learning rate")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -158,8 +167,9 @@ void prepare_output_folder(const std::string& out) {
 int run(const Settings& s) {
   // Check the cheap settings before reading tens of megabytes.
   fvc::resolve_device(s.device);
-  prepare_output_folder(s.out);
-  const std::string out = s.out;
+  const std::string out = s.resume.empty() ? s.out : s.resume;
+  const std::string checkpoint = out + "/checkpoint";
+  prepare_output_folder(out);
 
   // Load the data and split it by Usage, as the study did.
   const auto start = std::chrono::steady_clock::now();
@@ -177,10 +187,13 @@ int run(const Settings& s) {
   log_split("PublicTest", validation);
   log_split("PrivateTest", test);
 
-  // Build the network with Keras's initialisation, seeded.
+  // Build the network with Keras's initialisation, seeded, or as the checkpoint describes it.
   torch::manual_seed(s.seed);
   auto model_options = fvc::EmotionNetOptions();
   model_options.backbone().base_filters(s.base_filters);
+  if (!s.resume.empty()) {
+    model_options = fvc::Trainer::checkpoint_architecture(checkpoint);
+  }
   fvc::EmotionNet model(model_options);
 
   // Train, validating on PublicTest after every epoch.
@@ -192,9 +205,14 @@ int run(const Settings& s) {
                              .device(s.device)
                              .threads(s.threads)
                              .history_path(out + "/history.csv")
+                             .checkpoint_dir(checkpoint)
                              .log(log_line)
                              .progress(show_progress);
   fvc::Trainer trainer(model, trainer_options);
+  if (!s.resume.empty()) {
+    trainer.load_checkpoint(checkpoint);
+    log_line(fmt::format("resumed {} after epoch {}", checkpoint, trainer.history().size()));
+  }
   const auto history = trainer.fit(train, validation);
   double seconds = 0.0;
   double train_seconds = 0.0;
@@ -204,7 +222,8 @@ int run(const Settings& s) {
   }
   log_line(
       fmt::format("trained {} epochs in {:.1f} s, validation included; {:.1f} training images/s",
-                  history.size(), seconds, history.size() * train.count() / train_seconds));
+                  history.size(), seconds,
+                  train_seconds > 0 ? history.size() * train.count() / train_seconds : 0.0));
 
   // Save as Keras JSON plus HDF5 weights, then reload from those files.
   const std::string json_path = out + "/model.json";
@@ -214,7 +233,8 @@ int run(const Settings& s) {
   log_line(fmt::format("saved and reloaded {} and {}", json_path, weights_path));
 
   // Score the reloaded copy; it must match what training reported.
-  fvc::Trainer evaluator(reloaded, trainer_options.log(nullptr).history_path(""));
+  fvc::Trainer evaluator(reloaded,
+                         trainer_options.log(nullptr).history_path("").checkpoint_dir(""));
   const auto public_test = evaluator.evaluate(validation);
   const auto private_test = evaluator.evaluate(test);
   report("PublicTest", public_test, out + "/confusion_publictest.csv");
@@ -222,7 +242,7 @@ int run(const Settings& s) {
   fvc::write_predictions_csv(test.labels(), evaluator.probabilities(test),
                              out + "/predictions_privatetest.csv");
 
-  const double reported = history.back().val_acc;
+  const double reported = trainer.history().back().val_acc;
   if (public_test.accuracy != reported) {
     fmt::print(stderr,
                "error: reloaded model scores {:.6f} on PublicTest, but training reported {:.6f}\n",

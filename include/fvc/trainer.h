@@ -40,7 +40,8 @@ struct BatchProgress {
 
 /// Settings for `Trainer`; defaults match the reference finetune.
 struct TrainerOptions {
-  /// Passes over the training split.
+  /// Epochs to have trained when `fit` returns, counting those restored from a
+  /// checkpoint (as Keras counts `epochs` after `initial_epoch`).
   TORCH_ARG(int64_t, epochs) = 16;
   /// Examples per optimizer step.
   TORCH_ARG(int64_t, batch_size) = 250;
@@ -60,6 +61,9 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, eval_batch_size) = 500;
   /// If set, the history is written here as CSV after every epoch (atomically).
   TORCH_ARG(std::string, history_path) = "";
+  /// If set, a checkpoint is written into this folder after every epoch; see
+  /// `Trainer::save_checkpoint`.
+  TORCH_ARG(std::string, checkpoint_dir) = "";
   /// Receives one line per epoch and a few setup lines; empty: silent.
   TORCH_ARG(std::function<void(const std::string&)>, log) = nullptr;
   /// Receives the running figures after every batch; empty: none.
@@ -75,8 +79,14 @@ struct TrainerOptions {
 /// `epoch 3/16  images 28709  seconds 41.2  images/s 812.4  loss 1.8120  acc 0.2513 val_loss 1.8185
 /// val_acc 0.2494`, where images/s counts the training passes alone.
 ///
-/// NOTE: a trainer keeps its optimizer state between calls of `fit`, so a
-/// second call continues training; it is not thread-safe.
+/// A run stopped after any epoch continues with `load_checkpoint` and `fit`,
+/// and on CPU with the same seed and thread count ends with the same history
+/// and weights, to the last bit, as a run that was never stopped: the batch
+/// order depends only on seed and epoch, and the checkpoint holds the exact
+/// weights and Adam moments.
+///
+/// NOTE: a trainer is not thread-safe. Checkpoints are written only between
+/// epochs, so an interruption loses the epoch in progress.
 class Trainer {
  public:
   /// Throws `ConfigError` for a bad device, batch size or epoch count.
@@ -85,8 +95,9 @@ class Trainer {
   Trainer(Trainer&&) noexcept;
   Trainer& operator=(Trainer&&) noexcept;
 
-  /// Runs `options().epochs()` epochs on `train`, validating on `validation`
-  /// after each; returns the history, one entry per epoch.
+  /// Trains on `train` until `options().epochs()` epochs are done in all,
+  /// validating on `validation` after each; returns the entries of the
+  /// epochs it ran. Throws `DataError` when either set is empty.
   std::vector<EpochStats> fit(const Dataset& train, const Dataset& validation);
 
   /// Scores the model on `data` in eval mode without gradients.
@@ -97,6 +108,23 @@ class Trainer {
 
   /// Softmax probabilities for every row of `data`, float (N,7) on the CPU, in row order.
   torch::Tensor probabilities(const Dataset& data);
+
+  /// Writes what is needed to continue training into `folder`: the model
+  /// (Keras JSON and HDF5, loadable by `ModelIO`), Adam's moments and count,
+  /// the history and the settings that must not change. The epoch's files go
+  /// to a new subfolder first and `checkpoint.json`, which names it, is
+  /// replaced last, so a crash at any point leaves the previous checkpoint
+  /// usable. Throws `Error` when the folder cannot be written.
+  void save_checkpoint(const std::string& folder) const;
+
+  /// Restores a checkpoint written by `save_checkpoint` into this trainer's
+  /// model and optimizer. Throws `ConfigError` when seed, batch size or Adam's
+  /// settings differ from this trainer's, `WeightsError` for missing or
+  /// damaged files; the trainer is unchanged then.
+  void load_checkpoint(const std::string& folder);
+
+  /// The architecture saved in a checkpoint folder, to build the model to resume.
+  static EmotionNetOptions checkpoint_architecture(const std::string& folder);
 
   /// The history of every epoch trained so far.
   const std::vector<EpochStats>& history() const;

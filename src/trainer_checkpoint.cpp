@@ -1,0 +1,207 @@
+// Trainer::save_checkpoint and Trainer::load_checkpoint.
+//
+// Layout of a checkpoint folder:
+//   checkpoint.json      which epoch folder is current, the history, the fixed settings
+//   epoch-0003/model.json, weights.h5   the model, as ModelIO writes it
+//   epoch-0003/optimizer.pt             Adam's moments (torch::save)
+// checkpoint.json is replaced last and atomically, so it always names a complete folder.
+
+#include <fmt/format.h>
+#include <torch/serialize.h>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "atomic_file.h"
+#include "file_checks.h"
+#include "fvc/error.h"
+#include "fvc/model_io.h"
+#include "trainer_state.h"
+
+namespace fvc {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+
+constexpr int kCheckpointVersion = 1;
+constexpr const char* kIndexName = "checkpoint.json";
+
+// The settings a resumed run must share with the run it continues.
+Json fixed_settings(const TrainerOptions& o) {
+  return {
+      {"seed", o.seed()},   {"batch_size", o.batch_size()}, {"learning_rate", o.learning_rate()},
+      {"beta1", o.beta1()}, {"beta2", o.beta2()},           {"epsilon", o.epsilon()}};
+}
+
+Json history_json(const std::vector<EpochStats>& history) {
+  Json entries = Json::array();
+  for (const auto& e : history) {
+    entries.push_back({{"epoch", e.epoch},
+                       {"images", e.images},
+                       {"seconds", e.seconds},
+                       {"train_seconds", e.train_seconds},
+                       {"loss", e.loss},
+                       {"acc", e.acc},
+                       {"val_loss", e.val_loss},
+                       {"val_acc", e.val_acc}});
+  }
+  return entries;
+}
+
+std::vector<EpochStats> history_from_json(const Json& entries) {
+  std::vector<EpochStats> history;
+  for (const auto& entry : entries) {
+    EpochStats e;
+    e.epoch = entry.at("epoch").get<int64_t>();
+    e.images = entry.at("images").get<int64_t>();
+    e.seconds = entry.at("seconds").get<double>();
+    e.train_seconds = entry.at("train_seconds").get<double>();
+    e.loss = entry.at("loss").get<double>();
+    e.acc = entry.at("acc").get<double>();
+    e.val_loss = entry.at("val_loss").get<double>();
+    e.val_acc = entry.at("val_acc").get<double>();
+    history.push_back(e);
+  }
+  return history;
+}
+
+void create_folder(const std::string& folder) {
+  std::error_code error;
+  fs::create_directories(folder, error);
+  if (error) {
+    throw Error(
+        fmt::format("{}: cannot create the checkpoint folder: {}", folder, error.message()));
+  }
+}
+
+// Removes the epoch folders of earlier checkpoints and of runs that stopped mid-write.
+void remove_stale_epoch_folders(const std::string& folder, const std::string& keep) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(folder, error)) {
+    const auto name = entry.path().filename().string();
+    if (entry.is_directory() && name.rfind("epoch-", 0) == 0 && name != keep) {
+      fs::remove_all(entry.path(), error);
+    }
+  }
+}
+
+// The parsed checkpoint.json of `folder` and the epoch folder it names.
+struct CheckpointIndex {
+  Json json;
+  std::string epoch_folder;
+};
+
+CheckpointIndex read_index(const std::string& folder) {
+  const std::string path = (fs::path(folder) / kIndexName).string();
+  if (const auto reason = detail::unreadable_file_reason(path); !reason.empty()) {
+    throw WeightsError(fmt::format("{}: {}, expected a checkpoint written by fvc", path, reason));
+  }
+  try {
+    Json json = Json::parse(detail::read_whole_file(path));
+    const int version = json.at("fvc_checkpoint_version").get<int>();
+    if (version != kCheckpointVersion) {
+      throw WeightsError(fmt::format("{}: fvc_checkpoint_version is {}, expected {}", path, version,
+                                     kCheckpointVersion));
+    }
+    const auto epoch_folder = (fs::path(folder) / json.at("folder").get<std::string>()).string();
+    return {std::move(json), epoch_folder};
+  } catch (const Json::exception& error) {
+    throw WeightsError(fmt::format("{}: not a checkpoint index: {}", path, error.what()));
+  }
+}
+
+void check_same_settings(const Json& saved, const TrainerOptions& options,
+                         const std::string& folder) {
+  const Json current = fixed_settings(options);
+  for (const auto& [key, value] : current.items()) {
+    if (!saved.contains(key) || saved.at(key) != value) {
+      throw ConfigError(fmt::format(
+          "{}/{}: {} is {}, but this trainer has {}; resume with the settings of the first run",
+          folder, kIndexName, key, saved.contains(key) ? saved.at(key).dump() : "(missing)",
+          value.dump()));
+    }
+  }
+}
+
+}  // namespace
+
+void Trainer::save_checkpoint(const std::string& folder) const {
+  const auto& s = *state_;
+  const int64_t epoch = static_cast<int64_t>(s.history.size());
+  const std::string epoch_name = fmt::format("epoch-{:04d}", epoch);
+  const fs::path epoch_folder = fs::path(folder) / epoch_name;
+
+  create_folder(folder);
+  fs::remove_all(epoch_folder);  // a leftover of a run that stopped while writing it
+  create_folder(epoch_folder.string());
+
+  ModelIO::save(s.model, (epoch_folder / "model.json").string(),
+                (epoch_folder / "weights.h5").string());
+  auto moments = s.optimizer.moments();
+  for (auto& tensor : moments) {
+    tensor = tensor.cpu();
+  }
+  detail::write_atomically((epoch_folder / "optimizer.pt").string(),
+                           [&](const std::string& temp_path) { torch::save(moments, temp_path); });
+
+  const Json index = {{"fvc_checkpoint_version", kCheckpointVersion},
+                      {"folder", epoch_name},
+                      {"epoch", epoch},
+                      {"optimizer_iterations", s.optimizer.iterations()},
+                      {"settings", fixed_settings(s.options)},
+                      {"history", history_json(s.history)}};
+  detail::write_text_atomically((fs::path(folder) / kIndexName).string(), index.dump(1));
+  remove_stale_epoch_folders(folder, epoch_name);
+}
+
+void Trainer::load_checkpoint(const std::string& folder) {
+  auto& s = *state_;
+  const CheckpointIndex index = read_index(folder);
+  check_same_settings(index.json.at("settings"), s.options, folder);
+
+  // Read and check everything before changing anything.
+  const std::string optimizer_path = (fs::path(index.epoch_folder) / "optimizer.pt").string();
+  if (const auto reason = detail::unreadable_file_reason(optimizer_path); !reason.empty()) {
+    throw WeightsError(
+        fmt::format("{}: {}, expected Adam's saved moments", optimizer_path, reason));
+  }
+  std::vector<torch::Tensor> moments;
+  try {
+    torch::load(moments, optimizer_path);
+  } catch (const c10::Error& error) {
+    throw WeightsError(fmt::format("{}: cannot read Adam's saved moments: {}", optimizer_path,
+                                   error.what_without_backtrace()));
+  }
+  std::vector<EpochStats> history;
+  int64_t iterations = 0;
+  try {
+    history = history_from_json(index.json.at("history"));
+    iterations = index.json.at("optimizer_iterations").get<int64_t>();
+  } catch (const Json::exception& error) {
+    throw WeightsError(
+        fmt::format("{}/{}: history is damaged: {}", folder, kIndexName, error.what()));
+  }
+
+  // Weights go into a spare model first, so a failure below leaves this trainer as it was.
+  EmotionNet loaded(s.model->options());
+  ModelIO::load_weights(loaded, (fs::path(index.epoch_folder) / "weights.h5").string());
+  s.optimizer.restore(moments, iterations, optimizer_path);
+  {
+    torch::NoGradGuard no_grad;
+    auto target = s.model->named_parameters();
+    for (const auto& item : loaded->named_parameters()) {
+      target[item.key()].copy_(item.value());
+    }
+  }
+  s.history = std::move(history);
+}
+
+EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
+  const CheckpointIndex index = read_index(folder);
+  const fs::path epoch_folder(index.epoch_folder);
+  return ModelIO::load((epoch_folder / "model.json").string(),
+                       (epoch_folder / "weights.h5").string())
+      ->options();
+}
+
+}  // namespace fvc
