@@ -59,9 +59,11 @@ struct RunningTotals {
   torch::Tensor correct;
   int64_t images = 0;
 
-  explicit RunningTotals(torch::Device device)
-      : loss_sum(torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device))),
-        correct(torch::zeros({}, torch::TensorOptions(torch::kLong).device(device))) {}
+  RunningTotals(torch::Device device, const EpochInProgress& start)
+      : loss_sum(
+            torch::full({}, start.loss_sum, torch::TensorOptions(torch::kDouble).device(device))),
+        correct(torch::full({}, start.correct, torch::TensorOptions(torch::kLong).device(device))),
+        images(start.images_done) {}
 
   void add(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& loss) {
     const int64_t n = labels.size(0);
@@ -71,6 +73,9 @@ struct RunningTotals {
   }
 
   double mean_loss() const { return images ? loss_sum.item<double>() / images : 0.0; }
+  EpochInProgress snapshot(double train_seconds) const {
+    return {images, loss_sum.item<double>(), correct.item<int64_t>(), train_seconds};
+  }
   double accuracy() const {
     return images ? static_cast<double>(correct.item<int64_t>()) / images : 0.0;
   }
@@ -111,13 +116,17 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   const int64_t last_epoch = o.epochs();
   std::vector<EpochStats> fitted;
 
-  for (int64_t epoch = first_epoch; epoch <= last_epoch; ++epoch) {
+  s.stopped = false;
+  for (int64_t epoch = first_epoch; epoch <= last_epoch && !s.stopped; ++epoch) {
     const auto start = Clock::now();
     s.model->train();
-    RunningTotals totals(s.device);
+    const EpochInProgress resumed = s.epoch_in_progress.value_or(EpochInProgress{});
+    s.epoch_in_progress.reset();
+    RunningTotals totals(s.device, resumed);
+    const auto train_seconds = [&] { return resumed.train_seconds + seconds_since(start); };
 
     const torch::Tensor order = train.epoch_order(o.seed(), epoch - 1);
-    for (int64_t begin = 0; begin < train.count(); begin += o.batch_size()) {
+    for (int64_t begin = resumed.images_done; begin < train.count(); begin += o.batch_size()) {
       Batch batch = train.batch(order.slice(0, begin, begin + o.batch_size()), s.device);
 
       auto logits = s.model->forward(batch.images);
@@ -128,8 +137,16 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       totals.add(logits, batch.labels, loss);
 
       if (o.progress()) {
-        o.progress()({epoch, last_epoch, totals.images, train.count(), seconds_since(start),
+        o.progress()({epoch, last_epoch, totals.images, train.count(), train_seconds(),
                       totals.mean_loss(), totals.accuracy()});
+      }
+      // A stop during the last batch lets the epoch finish with its validation instead.
+      if (s.stop_requested.exchange(false)) {
+        s.stopped = true;
+        if (totals.images < train.count()) {
+          s.stop_inside_epoch(epoch, totals.snapshot(train_seconds()));
+          return fitted;
+        }
       }
     }
 
@@ -138,12 +155,12 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     stats.images = totals.images;
     stats.loss = totals.mean_loss();
     stats.acc = totals.accuracy();
-    stats.train_seconds = seconds_since(start);
+    stats.train_seconds = train_seconds();
 
     const Evaluation scored = evaluate(validation);
     stats.val_loss = scored.loss;
     stats.val_acc = scored.accuracy;
-    stats.seconds = seconds_since(start);
+    stats.seconds = resumed.train_seconds + seconds_since(start);
     s.history.push_back(stats);
     fitted.push_back(stats);
 
@@ -152,11 +169,15 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       write_history_csv(s.history, o.history_path());
     }
     if (!o.checkpoint_dir().empty()) {
-      save_checkpoint(o.checkpoint_dir());
+      s.write_checkpoint(o.checkpoint_dir());
     }
   }
   return fitted;
 }
+
+void Trainer::request_stop() noexcept { state_->stop_requested.store(true); }
+
+bool Trainer::stopped() const { return state_->stopped; }
 
 Evaluation Trainer::evaluate(const Dataset& data) {
   check_not_empty(data, "evaluation");

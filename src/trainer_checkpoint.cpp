@@ -1,9 +1,10 @@
 // Trainer::save_checkpoint and Trainer::load_checkpoint.
 //
 // Layout of a checkpoint folder:
-//   checkpoint.json      which epoch folder is current, the history, the fixed settings
-//   epoch-0003/model.json, weights.h5   the model, as ModelIO writes it
-//   epoch-0003/optimizer.pt             Adam's moments (torch::save)
+//   checkpoint.json      which step folder is current, the history, the totals of an
+//                        epoch stopped half-way, the fixed settings
+//   step-00000345/model.json, weights.h5   the model, as ModelIO writes it
+//   step-00000345/optimizer.pt             Adam's moments (torch::save)
 // checkpoint.json is replaced last and atomically, so it always names a complete folder.
 
 #include <fmt/format.h>
@@ -65,6 +66,24 @@ std::vector<EpochStats> history_from_json(const Json& entries) {
   return history;
 }
 
+Json progress_json(const std::optional<EpochInProgress>& progress) {
+  if (!progress) {
+    return nullptr;
+  }
+  return {{"images_done", progress->images_done},
+          {"loss_sum", progress->loss_sum},
+          {"correct", progress->correct},
+          {"train_seconds", progress->train_seconds}};
+}
+
+std::optional<EpochInProgress> progress_from_json(const Json& json) {
+  if (json.is_null()) {
+    return std::nullopt;
+  }
+  return EpochInProgress{json.at("images_done").get<int64_t>(), json.at("loss_sum").get<double>(),
+                         json.at("correct").get<int64_t>(), json.at("train_seconds").get<double>()};
+}
+
 void create_folder(const std::string& folder) {
   std::error_code error;
   fs::create_directories(folder, error);
@@ -74,21 +93,21 @@ void create_folder(const std::string& folder) {
   }
 }
 
-// Removes the epoch folders of earlier checkpoints and of runs that stopped mid-write.
-void remove_stale_epoch_folders(const std::string& folder, const std::string& keep) {
+// Removes the step folders of earlier checkpoints and of runs that stopped mid-write.
+void remove_stale_step_folders(const std::string& folder, const std::string& keep) {
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(folder, error)) {
     const auto name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("epoch-", 0) == 0 && name != keep) {
+    if (entry.is_directory() && name.rfind("step-", 0) == 0 && name != keep) {
       fs::remove_all(entry.path(), error);
     }
   }
 }
 
-// The parsed checkpoint.json of `folder` and the epoch folder it names.
+// The parsed checkpoint.json of `folder` and the step folder it names.
 struct CheckpointIndex {
   Json json;
-  std::string epoch_folder;
+  std::string step_folder;
 };
 
 CheckpointIndex read_index(const std::string& folder) {
@@ -103,8 +122,8 @@ CheckpointIndex read_index(const std::string& folder) {
       throw WeightsError(fmt::format("{}: fvc_checkpoint_version is {}, expected {}", path, version,
                                      kCheckpointVersion));
     }
-    const auto epoch_folder = (fs::path(folder) / json.at("folder").get<std::string>()).string();
-    return {std::move(json), epoch_folder};
+    const auto step_folder = (fs::path(folder) / json.at("folder").get<std::string>()).string();
+    return {std::move(json), step_folder};
   } catch (const Json::exception& error) {
     throw WeightsError(fmt::format("{}: not a checkpoint index: {}", path, error.what()));
   }
@@ -125,42 +144,49 @@ void check_same_settings(const Json& saved, const TrainerOptions& options,
 
 }  // namespace
 
-void Trainer::save_checkpoint(const std::string& folder) const {
-  const auto& s = *state_;
+void Trainer::save_checkpoint(const std::string& folder) const { state_->write_checkpoint(folder); }
+
+void Trainer::load_checkpoint(const std::string& folder) { state_->read_checkpoint(folder); }
+
+void Trainer::State::write_checkpoint(const std::string& folder) const {
+  const auto& s = *this;
   const int64_t epoch = static_cast<int64_t>(s.history.size());
-  const std::string epoch_name = fmt::format("epoch-{:04d}", epoch);
-  const fs::path epoch_folder = fs::path(folder) / epoch_name;
+  // Named by the update count, which grows with every batch, so a checkpoint
+  // taken inside an epoch never shares a folder with one taken at its end.
+  const std::string step_name = fmt::format("step-{:08d}", s.optimizer.iterations());
+  const fs::path step_folder = fs::path(folder) / step_name;
 
   create_folder(folder);
-  fs::remove_all(epoch_folder);  // a leftover of a run that stopped while writing it
-  create_folder(epoch_folder.string());
+  fs::remove_all(step_folder);  // a leftover of a run that stopped while writing it
+  create_folder(step_folder.string());
 
-  ModelIO::save(s.model, (epoch_folder / "model.json").string(),
-                (epoch_folder / "weights.h5").string());
+  ModelIO::save(s.model, (step_folder / "model.json").string(),
+                (step_folder / "weights.h5").string());
   auto moments = s.optimizer.moments();
   for (auto& tensor : moments) {
     tensor = tensor.cpu();
   }
-  detail::write_atomically((epoch_folder / "optimizer.pt").string(),
+  detail::write_atomically((step_folder / "optimizer.pt").string(),
                            [&](const std::string& temp_path) { torch::save(moments, temp_path); });
 
   const Json index = {{"fvc_checkpoint_version", kCheckpointVersion},
-                      {"folder", epoch_name},
+                      {"folder", step_name},
                       {"epoch", epoch},
                       {"optimizer_iterations", s.optimizer.iterations()},
                       {"settings", fixed_settings(s.options)},
-                      {"history", history_json(s.history)}};
+                      {"history", history_json(s.history)},
+                      {"epoch_in_progress", progress_json(s.epoch_in_progress)}};
   detail::write_text_atomically((fs::path(folder) / kIndexName).string(), index.dump(1));
-  remove_stale_epoch_folders(folder, epoch_name);
+  remove_stale_step_folders(folder, step_name);
 }
 
-void Trainer::load_checkpoint(const std::string& folder) {
-  auto& s = *state_;
+void Trainer::State::read_checkpoint(const std::string& folder) {
+  auto& s = *this;
   const CheckpointIndex index = read_index(folder);
   check_same_settings(index.json.at("settings"), s.options, folder);
 
   // Read and check everything before changing anything.
-  const std::string optimizer_path = (fs::path(index.epoch_folder) / "optimizer.pt").string();
+  const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();
   if (const auto reason = detail::unreadable_file_reason(optimizer_path); !reason.empty()) {
     throw WeightsError(
         fmt::format("{}: {}, expected Adam's saved moments", optimizer_path, reason));
@@ -173,9 +199,11 @@ void Trainer::load_checkpoint(const std::string& folder) {
                                    error.what_without_backtrace()));
   }
   std::vector<EpochStats> history;
+  std::optional<EpochInProgress> in_progress;
   int64_t iterations = 0;
   try {
     history = history_from_json(index.json.at("history"));
+    in_progress = progress_from_json(index.json.at("epoch_in_progress"));
     iterations = index.json.at("optimizer_iterations").get<int64_t>();
   } catch (const Json::exception& error) {
     throw WeightsError(
@@ -184,7 +212,7 @@ void Trainer::load_checkpoint(const std::string& folder) {
 
   // Weights go into a spare model first, so a failure below leaves this trainer as it was.
   EmotionNet loaded(s.model->options());
-  ModelIO::load_weights(loaded, (fs::path(index.epoch_folder) / "weights.h5").string());
+  ModelIO::load_weights(loaded, (fs::path(index.step_folder) / "weights.h5").string());
   s.optimizer.restore(moments, iterations, optimizer_path);
   {
     torch::NoGradGuard no_grad;
@@ -194,13 +222,17 @@ void Trainer::load_checkpoint(const std::string& folder) {
     }
   }
   s.history = std::move(history);
+  s.epoch_in_progress = in_progress;
+  s.log(fmt::format("resumed from {} after epoch {}{}", folder, s.history.size(),
+                    in_progress ? fmt::format(" and {} images of epoch {}",
+                                              in_progress->images_done, s.history.size() + 1)
+                                : ""));
 }
 
 EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
   const CheckpointIndex index = read_index(folder);
-  const fs::path epoch_folder(index.epoch_folder);
-  return ModelIO::load((epoch_folder / "model.json").string(),
-                       (epoch_folder / "weights.h5").string())
+  const fs::path step_folder(index.step_folder);
+  return ModelIO::load((step_folder / "model.json").string(), (step_folder / "weights.h5").string())
       ->options();
 }
 

@@ -1,14 +1,25 @@
 #pragma once
 
+#include <atomic>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "fvc/trainer.h"
 #include "keras_adam.h"
 
 namespace fvc {
+
+// Where an epoch stopped by `request_stop` stands, so that it can be finished later.
+struct EpochInProgress {
+  int64_t images_done = 0;  // the first images of the epoch's order, already trained on
+  double loss_sum = 0.0;    // sum of per-image losses over those images
+  int64_t correct = 0;
+  double train_seconds = 0.0;
+};
 
 // Everything a Trainer owns; shared by trainer.cpp and trainer_checkpoint.cpp.
 struct Trainer::State {
@@ -17,6 +28,9 @@ struct Trainer::State {
   torch::Device device;
   detail::KerasAdam optimizer;
   std::vector<EpochStats> history;
+  std::optional<EpochInProgress> epoch_in_progress;  // of epoch history.size() + 1
+  std::atomic<bool> stop_requested{false};
+  bool stopped = false;
 
   State(EmotionNet model_, TrainerOptions options_, torch::Device device_)
       : model(std::move(model_)),
@@ -24,6 +38,21 @@ struct Trainer::State {
         device(device_),
         optimizer(model->parameters(), options.learning_rate(), options.beta1(), options.beta2(),
                   options.epsilon()) {}
+
+  // Bodies in trainer_checkpoint.cpp; Trainer::save_checkpoint and load_checkpoint call them.
+  void write_checkpoint(const std::string& folder) const;
+  void read_checkpoint(const std::string& folder);
+
+  // Keeps the unfinished epoch's totals and writes them with a checkpoint, if one is set.
+  void stop_inside_epoch(int64_t epoch, const EpochInProgress& progress) {
+    epoch_in_progress = progress;
+    const auto& folder = options.checkpoint_dir();
+    if (!folder.empty()) {
+      write_checkpoint(folder);
+    }
+    log(fmt::format("stopped in epoch {} after {} images{}", epoch, progress.images_done,
+                    folder.empty() ? "" : "; checkpoint in " + folder));
+  }
 
   void log(const std::string& line) const {
     if (options.log()) {

@@ -150,9 +150,51 @@ TEST_CASE("Trainer resumed from a checkpoint ends exactly like an uninterrupted 
     CHECK(torch::equal(item.value(), expected[item.key()]));
   }
   // Only the newest epoch's files remain, next to the index.
-  CHECK(std::filesystem::exists(checkpoint + "/epoch-0003/optimizer.pt"));
-  CHECK_FALSE(std::filesystem::exists(checkpoint + "/epoch-0001"));
+  CHECK(std::filesystem::exists(checkpoint + "/step-00000021/optimizer.pt"));
+  CHECK_FALSE(std::filesystem::exists(checkpoint + "/step-00000007"));
   CHECK(fvc::Trainer::checkpoint_architecture(checkpoint).hidden_units() == 64);
+}
+
+TEST_CASE("Trainer stopped inside an epoch finishes it later with the same result", "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  const auto [straight, straight_net] = run(3, "", "");
+
+  torch::manual_seed(21);
+  const auto data = fvc::Dataset::synthetic(420, 8);
+  fvc::EmotionNet net(small_net_options());
+  fvc::Trainer* running = nullptr;
+  auto options = quick_options()
+                     .epochs(3)
+                     .threads(1)
+                     .checkpoint_dir(checkpoint)
+                     .progress([&](const fvc::BatchProgress& p) {
+                       if (p.epoch == 2 && p.images_done == 150) {
+                         running->request_stop();
+                       }
+                     });
+  fvc::Trainer first(net, options);
+  running = &first;
+  const auto before_stop =
+      first.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+
+  CHECK(first.stopped());
+  CHECK(before_stop.size() == 1);
+  const auto [resumed, resumed_net] = run(3, checkpoint, checkpoint);
+
+  REQUIRE(resumed.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(resumed[i].images == straight[i].images);
+    CHECK(resumed[i].loss == straight[i].loss);
+    CHECK(resumed[i].acc == straight[i].acc);
+    CHECK(resumed[i].val_acc == straight[i].val_acc);
+  }
+  auto expected = straight_net->named_parameters();
+  for (const auto& item : resumed_net->named_parameters()) {
+    INFO(item.key());
+    CHECK(torch::equal(item.value(), expected[item.key()]));
+  }
 }
 
 TEST_CASE("Trainer refuses a checkpoint it cannot continue and stays unchanged", "[training]") {
@@ -179,7 +221,7 @@ TEST_CASE("Trainer refuses a checkpoint it cannot continue and stays unchanged",
                             "checkpoint written by fvc");
   }
   SECTION("damaged optimizer state") {
-    fvc::testing::write_file(checkpoint + "/epoch-0001/optimizer.pt", "not a tensor archive");
+    fvc::testing::write_file(checkpoint + "/step-00000007/optimizer.pt", "not a tensor archive");
     fvc::Trainer trainer(net, quick_options());
     REQUIRE_THROWS_AS(trainer.load_checkpoint(checkpoint), fvc::WeightsError);
     CHECK(trainer.history().empty());

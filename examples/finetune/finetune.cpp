@@ -15,14 +15,18 @@
 //   fvc-finetune --data fer2013.csv.gz --limit 2000 --epochs 1   # a quick look
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
 //
-// A run stopped between epochs continues with --resume <its --out folder>.
+// Ctrl-C (or SIGTERM) stops after the current batch and writes a checkpoint,
+// pressed twice it ends the program at once; either way the run continues
+// with --resume <its --out folder>.
 //
 // Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
 // confusion_publictest.csv, confusion_privatetest.csv, and
 // predictions_privatetest.csv (each image's seven probabilities).
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -40,6 +44,27 @@ constexpr int64_t kDefaultSyntheticCount = 3500;
 // Exit statuses besides 0 (success) and 1 (an fvc::Error, printed as "error: ...").
 constexpr int kUsageError = 2;      // options CLI11 refused; it prints why
 constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
+constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkpoint
+
+// The trainer that Ctrl-C should stop; set while it trains.
+std::atomic<fvc::Trainer*> running_trainer{nullptr};
+
+// The first Ctrl-C or SIGTERM asks the trainer to stop after its current batch and
+// write a checkpoint; SA_RESETHAND makes a second one end the process at once.
+void request_stop(int) {
+  if (fvc::Trainer* trainer = running_trainer.load()) {
+    trainer->request_stop();
+  }
+}
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
 
 struct Settings {
   std::string data;
@@ -211,9 +236,15 @@ int run(const Settings& s) {
   fvc::Trainer trainer(model, trainer_options);
   if (!s.resume.empty()) {
     trainer.load_checkpoint(checkpoint);
-    log_line(fmt::format("resumed {} after epoch {}", checkpoint, trainer.history().size()));
   }
+  install_stop_handlers();
+  running_trainer = &trainer;
   const auto history = trainer.fit(train, validation);
+  running_trainer = nullptr;
+  if (trainer.stopped()) {
+    fmt::print(stderr, "\nstopped on request; continue with --resume {}\n", out);
+    return kInterrupted;
+  }
   double seconds = 0.0;
   double train_seconds = 0.0;
   for (const auto& epoch : history) {

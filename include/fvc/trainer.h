@@ -85,8 +85,9 @@ struct TrainerOptions {
 /// order depends only on seed and epoch, and the checkpoint holds the exact
 /// weights and Adam moments.
 ///
-/// NOTE: a trainer is not thread-safe. Checkpoints are written only between
-/// epochs, so an interruption loses the epoch in progress.
+/// NOTE: a trainer is not thread-safe, except `request_stop`. A process that
+/// is killed rather than asked to stop loses the work since its last
+/// checkpoint, which is written after every epoch.
 class Trainer {
  public:
   /// Throws `ConfigError` for a bad device, batch size or epoch count.
@@ -108,6 +109,16 @@ class Trainer {
 
   /// Softmax probabilities for every row of `data`, float (N,7) on the CPU, in row order.
   torch::Tensor probabilities(const Dataset& data);
+
+  /// Asks a running `fit` to stop after the batch in progress. It then writes
+  /// a checkpoint of the unfinished epoch (when `checkpoint_dir` is set) and
+  /// returns, and `stopped()` is true; `load_checkpoint` plus `fit` finish the
+  /// epoch later with the same result. Only sets an atomic flag, so a signal
+  /// handler may call it.
+  void request_stop() noexcept;
+
+  /// Whether the last `fit` ended early because of `request_stop`.
+  bool stopped() const;
 
   /// Writes what is needed to continue training into `folder`: the model
   /// (Keras JSON and HDF5, loadable by `ModelIO`), Adam's moments and count,
