@@ -11,7 +11,13 @@ height-width-channel order). fvc's probabilities must agree to 1e-6, while the
 same pass with convolution kernels turned by 180 degrees, or with fc7's kernel
 transposed, must not.
 
-Usage: check_keras_files.py PATH_TO_FVC_FINETUNE
+Then it rewrites the weights the ways other Keras files hold them, and
+fvc-evaluate must give the same probabilities from each:
+  theano   backend attribute 'theano', every kernel turned by 180 degrees
+  model    the model.save layout: weights under /model_weights, model_config on the root
+  vlen     layer_names and weight_names as variable-length strings
+
+Usage: check_keras_files.py PATH_TO_FVC_FINETUNE PATH_TO_FVC_EVALUATE
 Exits 77 (skipped) when numpy or h5py is missing.
 """
 
@@ -131,6 +137,47 @@ def forward(images, layers, weights, flip_kernels=False, transpose_fc7=False):
     return x
 
 
+def copy_file_attributes(source, target):
+    for key, value in source.attrs.items():
+        target.attrs[key] = value
+
+
+def write_theano_variant(source, path, layers):
+    with h5py.File(path, "w") as out:
+        for name in source:
+            source.copy(name, out)
+        copy_file_attributes(source, out)
+        out.attrs["backend"] = np.bytes_("theano")
+        for layer in layers:
+            if layer["class_name"] == "Conv2D":
+                kernel = out[layer["name"]][f"{layer['name']}/kernel:0"]
+                kernel[...] = kernel[()][::-1, ::-1]
+
+
+def write_model_save_variant(source, path, model):
+    with h5py.File(path, "w") as out:
+        group = out.create_group("model_weights")
+        for name in source:
+            source.copy(name, group)
+        copy_file_attributes(source, group)
+        out.attrs["model_config"] = np.bytes_(json.dumps(model))
+        out.attrs["keras_version"] = source.attrs["keras_version"]
+        out.attrs["backend"] = source.attrs["backend"]
+
+
+def write_vlen_variant(source, path):
+    text = h5py.special_dtype(vlen=str)
+    with h5py.File(path, "w") as out:
+        for name in source:
+            source.copy(name, out)
+        copy_file_attributes(source, out)
+        out.attrs.create("layer_names", decoded(source.attrs["layer_names"]), dtype=text)
+        for name in decoded(source.attrs["layer_names"]):
+            weight_names = decoded(source[name].attrs["weight_names"])
+            if weight_names:
+                out[name].attrs.create("weight_names", weight_names, dtype=text)
+
+
 def read_predictions(path):
     with open(path) as source:
         rows = list(csv.reader(source))
@@ -142,7 +189,7 @@ def read_predictions(path):
 
 
 def main():
-    finetune = sys.argv[1]
+    finetune, evaluate = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(20170501)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -175,6 +222,21 @@ def main():
               f"{expected.min():.4f}..{expected.max():.4f}")
         assert difference < TOLERANCE, f"fvc and numpy disagree by {difference}"
         assert control > 10 * TOLERANCE, f"a wrong layout changes the output by only {control}"
+
+        with h5py.File(folder / "run" / "weights.h5", "r") as source:
+            write_theano_variant(source, folder / "theano.h5", layers)
+            write_model_save_variant(source, folder / "model.h5", model)
+            write_vlen_variant(source, folder / "vlen.h5")
+        for variant in ("theano", "model", "vlen"):
+            out = folder / f"evaluate-{variant}"
+            subprocess.run([evaluate, "--model", str(folder / "run" / "model.json"),
+                            "--weights", str(folder / f"{variant}.h5"), "--data", str(data),
+                            "--split", "PrivateTest", "--threads", "1", "--out", str(out)],
+                           check=True, stdout=subprocess.DEVNULL)
+            _, probabilities = read_predictions(out / "predictions_privatetest.csv")
+            variant_difference = np.abs(probabilities - expected).max()
+            print(f"{variant} weights: largest probability difference {variant_difference:.2e}")
+            assert variant_difference < TOLERANCE, f"{variant} weights disagree by {variant_difference}"
     print("ok")
 
 
