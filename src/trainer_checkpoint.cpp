@@ -151,13 +151,15 @@ void Trainer::load_checkpoint(const std::string& folder) { state_->read_checkpoi
 void Trainer::State::write_checkpoint(const std::string& folder) const {
   const auto& s = *this;
   const int64_t epoch = static_cast<int64_t>(s.history.size());
-  // Named by the update count, which grows with every batch, so a checkpoint
-  // taken inside an epoch never shares a folder with one taken at its end.
-  const std::string step_name = fmt::format("step-{:08d}", s.optimizer.iterations());
-  const fs::path step_folder = fs::path(folder) / step_name;
-
+  // Named by the update count, which grows with every batch. An existing folder
+  // of that name is never reused: checkpoint.json may still point at it, and a
+  // crash while it was being rewritten would leave no usable checkpoint.
   create_folder(folder);
-  fs::remove_all(step_folder);  // a leftover of a run that stopped while writing it
+  std::string step_name = fmt::format("step-{:08d}", s.optimizer.iterations());
+  for (int copy = 2; fs::exists(fs::path(folder) / step_name); ++copy) {
+    step_name = fmt::format("step-{:08d}-{}", s.optimizer.iterations(), copy);
+  }
+  const fs::path step_folder = fs::path(folder) / step_name;
   create_folder(step_folder.string());
 
   ModelIO::save(s.model, (step_folder / "model.json").string(),

@@ -155,6 +155,22 @@ TEST_CASE("Trainer resumed from a checkpoint ends exactly like an uninterrupted 
   CHECK(fvc::Trainer::checkpoint_architecture(checkpoint).hidden_units() == 64);
 }
 
+TEST_CASE("Trainer never overwrites the checkpoint folder that checkpoint.json names",
+          "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  run(1, checkpoint, "");
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), quick_options().threads(1));
+  trainer.load_checkpoint(checkpoint);
+
+  trainer.save_checkpoint(checkpoint);  // same update count as the one on disk
+
+  CHECK(std::filesystem::exists(checkpoint + "/step-00000007-2/weights.h5"));
+  CHECK_FALSE(std::filesystem::exists(checkpoint + "/step-00000007"));
+  CHECK_THAT(read_text(checkpoint + "/checkpoint.json"),
+             Catch::Contains(R"("folder": "step-00000007-2")"));
+}
+
 TEST_CASE("Trainer stopped inside an epoch finishes it later with the same result", "[training]") {
   TempDir dir;
   const auto checkpoint = dir.path("checkpoint");
