@@ -114,6 +114,11 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   const auto& o = s.options;
   const int64_t first_epoch = static_cast<int64_t>(s.history.size()) + 1;
   const int64_t last_epoch = o.epochs();
+  if (s.epoch_in_progress && last_epoch < first_epoch) {
+    throw ConfigError(fmt::format(
+        "epochs is {}, but the restored checkpoint stopped inside epoch {}; expected at least {}",
+        last_epoch, first_epoch, first_epoch));
+  }
   std::vector<EpochStats> fitted;
 
   s.stopped = false;

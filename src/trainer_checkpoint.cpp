@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <torch/serialize.h>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "atomic_file.h"
@@ -49,18 +50,23 @@ Json history_json(const std::vector<EpochStats>& history) {
   return entries;
 }
 
+// nlohmann/json writes NaN and infinity as null; a diverged run must still resume.
+double number_or_nan(const Json& value) {
+  return value.is_null() ? std::numeric_limits<double>::quiet_NaN() : value.get<double>();
+}
+
 std::vector<EpochStats> history_from_json(const Json& entries) {
   std::vector<EpochStats> history;
   for (const auto& entry : entries) {
     EpochStats e;
     e.epoch = entry.at("epoch").get<int64_t>();
     e.images = entry.at("images").get<int64_t>();
-    e.seconds = entry.at("seconds").get<double>();
-    e.train_seconds = entry.at("train_seconds").get<double>();
-    e.loss = entry.at("loss").get<double>();
-    e.acc = entry.at("acc").get<double>();
-    e.val_loss = entry.at("val_loss").get<double>();
-    e.val_acc = entry.at("val_acc").get<double>();
+    e.seconds = number_or_nan(entry.at("seconds"));
+    e.train_seconds = number_or_nan(entry.at("train_seconds"));
+    e.loss = number_or_nan(entry.at("loss"));
+    e.acc = number_or_nan(entry.at("acc"));
+    e.val_loss = number_or_nan(entry.at("val_loss"));
+    e.val_acc = number_or_nan(entry.at("val_acc"));
     history.push_back(e);
   }
   return history;
@@ -80,7 +86,7 @@ std::optional<EpochInProgress> progress_from_json(const Json& json) {
   if (json.is_null()) {
     return std::nullopt;
   }
-  return EpochInProgress{json.at("images_done").get<int64_t>(), json.at("loss_sum").get<double>(),
+  return EpochInProgress{json.at("images_done").get<int64_t>(), number_or_nan(json.at("loss_sum")),
                          json.at("correct").get<int64_t>(), json.at("train_seconds").get<double>()};
 }
 
@@ -185,7 +191,7 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
 void Trainer::State::read_checkpoint(const std::string& folder) {
   auto& s = *this;
   const CheckpointIndex index = read_index(folder);
-  check_same_settings(index.json.at("settings"), s.options, folder);
+  check_same_settings(index.json.value("settings", Json::object()), s.options, folder);
 
   // Read and check everything before changing anything.
   const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();

@@ -196,6 +196,12 @@ TEST_CASE("Trainer stopped inside an epoch finishes it later with the same resul
 
   CHECK(first.stopped());
   CHECK(before_stop.size() == 1);
+  fvc::Trainer too_short(fvc::EmotionNet(small_net_options()),
+                         quick_options().epochs(1).threads(1));
+  too_short.load_checkpoint(checkpoint);
+  REQUIRE_THROWS_WITH(
+      too_short.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest)),
+      "epochs is 1, but the restored checkpoint stopped inside epoch 2; expected at least 2");
   const auto [resumed, resumed_net] = run(3, checkpoint, checkpoint);
 
   REQUIRE(resumed.size() == 3);

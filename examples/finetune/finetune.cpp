@@ -16,8 +16,9 @@
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
 //
 // Ctrl-C (or SIGTERM) stops after the current batch and writes a checkpoint,
-// pressed twice it ends the program at once; either way the run continues
-// with --resume <its --out folder>.
+// pressed twice it ends the program at once. The run continues with
+// --resume <its --out folder> from the last checkpoint written (none exists
+// before the first epoch ends or the first Ctrl-C).
 //
 // Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
 // confusion_publictest.csv, confusion_privatetest.csv, and
@@ -120,8 +121,9 @@ void add_options(CLI::App& app, Settings& s) {
                  "after every epoch")
       ->capture_default_str();
   app.add_option("--resume", s.resume,
-                 "Continue the run whose --out folder is DIR after its last finished epoch; "
-                 "give the same data, seed, batch size and learning rate")
+                 "Continue the run whose --out folder is DIR from its last checkpoint (written "
+                 "after every epoch and on Ctrl-C); give the same data, seed, batch size and "
+                 "learning rate. --out and --base-filters are then taken from DIR")
       ->check(CLI::ExistingDirectory);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
