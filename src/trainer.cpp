@@ -191,15 +191,19 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   auto confusion = torch::zeros({kNumEmotions * kNumEmotions}, on_device.dtype(torch::kLong));
   auto loss_sum = torch::zeros({}, on_device.dtype(torch::kDouble));
   const auto summed = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum);
+  std::vector<torch::Tensor> probabilities;
 
   s.for_each_scored_batch(data, [&](const Batch& batch, const torch::Tensor& logits) {
     loss_sum +=
         torch::nn::functional::cross_entropy(logits, batch.labels, summed).to(torch::kDouble);
     confusion += torch::bincount(batch.labels * kNumEmotions + logits.argmax(1), {},
                                  kNumEmotions * kNumEmotions);
+    // Kept on the device until the end, so a GPU is not stopped after every batch.
+    probabilities.push_back(torch::softmax(logits, 1));
   });
 
   Evaluation result;
+  result.probabilities = torch::cat(probabilities).cpu();
   result.count = data.count();
   result.confusion = confusion.view({kNumEmotions, kNumEmotions}).cpu();
   result.loss = loss_sum.item<double>() / result.count;

@@ -279,6 +279,7 @@ TEST_CASE("Trainer evaluation counts every image in its confusion matrix", "[tra
   CHECK((probabilities.sizes() == torch::IntArrayRef{210, 7}));
   CHECK(torch::allclose(probabilities.sum(1), torch::ones({210})));
   CHECK(torch::equal(probabilities.argmax(1), predictions));
+  CHECK(torch::equal(result.probabilities, probabilities));
 }
 
 TEST_CASE("write_predictions_csv writes one line of probabilities per image", "[training]") {

@@ -93,7 +93,7 @@ int run(const Settings& s) {
   const std::string confusion_path = fmt::format("{}/confusion_{}.csv", s.out, stem);
   const std::string predictions_path = fmt::format("{}/predictions_{}.csv", s.out, stem);
   fvc::write_confusion_csv(result.confusion, confusion_path);
-  fvc::write_predictions_csv(data.labels(), scorer.probabilities(data), predictions_path);
+  fvc::write_predictions_csv(data.labels(), result.probabilities, predictions_path);
   fmt::print("{} accuracy {:.4f} ({}/{})  loss {:.4f}\nwrote {} and {}\n", s.split, result.accuracy,
              result.correct(), result.count, result.loss, confusion_path, predictions_path);
   return 0;

@@ -272,7 +272,7 @@ int run(const Settings& s) {
   const auto private_test = evaluator.evaluate(test);
   report("PublicTest", public_test, out + "/confusion_publictest.csv");
   report("PrivateTest", private_test, out + "/confusion_privatetest.csv");
-  fvc::write_predictions_csv(test.labels(), evaluator.probabilities(test),
+  fvc::write_predictions_csv(test.labels(), private_test.probabilities,
                              out + "/predictions_privatetest.csv");
 
   const double reported = trainer.history().back().val_acc;

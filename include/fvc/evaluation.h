@@ -17,6 +17,8 @@ struct Evaluation {
   double accuracy = 0.0;
   /// int64 (7,7): row = true label, column = predicted label.
   torch::Tensor confusion;
+  /// float (N,7) on the CPU: each image's softmax probabilities, in row order.
+  torch::Tensor probabilities;
 
   /// Correct predictions (the confusion matrix's trace).
   int64_t correct() const;
