@@ -1,9 +1,13 @@
 #include "keras_json.h"
 
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "fvc/error.h"
+#include "keras_view.h"
 
 namespace fvc::detail {
 namespace {
@@ -11,258 +15,450 @@ namespace {
 // Keras writes keys in a fixed order; keeping it makes files diff cleanly against Keras's own.
 using Json = nlohmann::ordered_json;
 
-constexpr int kBlocks = 5;
-constexpr int kConvolutionsPerBlock[kBlocks] = {2, 2, 3, 3, 3};
-constexpr int kFilterMultiplier[kBlocks] = {1, 2, 4, 8, 8};
+const std::set<std::string> kActivations = {"linear", "relu", "sigmoid", "softmax", "tanh"};
+
+const std::map<std::string, LayerKind> kKinds = {
+    {"InputLayer", LayerKind::kInputLayer},
+    {"Conv2D", LayerKind::kConv2D},
+    {"MaxPooling2D", LayerKind::kMaxPooling2D},
+    {"AveragePooling2D", LayerKind::kAveragePooling2D},
+    {"Flatten", LayerKind::kFlatten},
+    {"Dense", LayerKind::kDense},
+    {"Dropout", LayerKind::kDropout},
+    {"Activation", LayerKind::kActivation},
+    {"BatchNormalization", LayerKind::kBatchNormalization},
+    {"GlobalAveragePooling2D", LayerKind::kGlobalAveragePooling2D},
+};
+
+// ~~~ writing ~~~
+
+Json pair(const std::array<int64_t, 2>& values) { return Json::array({values[0], values[1]}); }
+
+Json initializer(const std::string& class_name, Json config = Json::object()) {
+  return {{"class_name", class_name}, {"config", std::move(config)}};
+}
 
 Json glorot_uniform() {
-  return {{"class_name", "VarianceScaling"},
-          {"config",
-           {{"scale", 1.0}, {"mode", "fan_avg"}, {"distribution", "uniform"}, {"seed", nullptr}}}};
+  return initializer("VarianceScaling", {{"scale", 1.0},
+                                         {"mode", "fan_avg"},
+                                         {"distribution", "uniform"},
+                                         {"seed", nullptr}});
 }
 
-Json inbound(const std::string& previous) {
-  return Json::array({Json::array({Json::array({previous, 0, 0, Json::object()})})});
+// The settings that decide what a layer computes, under Keras's keys and in its order.
+Json settings(const KerasLayer& layer) {
+  const char* padding = layer.same_padding ? "same" : "valid";
+  switch (layer.kind) {
+    case LayerKind::kInputLayer:
+      return {{"batch_input_shape",
+               {nullptr, layer.input_shape[0], layer.input_shape[1], layer.input_shape[2]}}};
+    case LayerKind::kConv2D:
+      return {{"filters", layer.units},       {"kernel_size", pair(layer.window)},
+              {"strides", pair(layer.strides)}, {"padding", padding},
+              {"data_format", "channels_last"}, {"dilation_rate", {1, 1}},
+              {"activation", layer.activation}, {"use_bias", layer.use_bias}};
+    case LayerKind::kMaxPooling2D:
+    case LayerKind::kAveragePooling2D:
+      return {{"pool_size", pair(layer.window)},
+              {"padding", padding},
+              {"strides", pair(layer.strides)},
+              {"data_format", "channels_last"}};
+    case LayerKind::kDense:
+      return {{"units", layer.units}, {"activation", layer.activation}, {"use_bias", layer.use_bias}};
+    case LayerKind::kDropout:
+      return {{"rate", layer.rate}};
+    case LayerKind::kActivation:
+      return {{"activation", layer.activation}};
+    case LayerKind::kBatchNormalization:
+      return {{"axis", -1},
+              {"momentum", layer.momentum},
+              {"epsilon", layer.epsilon},
+              {"center", layer.center},
+              {"scale", layer.scale}};
+    case LayerKind::kGlobalAveragePooling2D:
+      return {{"data_format", "channels_last"}};
+    case LayerKind::kFlatten:
+      break;
+  }
+  return Json::object();
 }
 
-Json layer(const std::string& class_name, const std::string& name, Json config,
-           const std::string& previous) {
-  return {{"name", name},
-          {"class_name", class_name},
+// Initialisers, regularisers and constraints, as Keras writes them for untouched defaults.
+void add_defaults(const KerasLayer& layer, Json& config) {
+  if (layer.kind == LayerKind::kConv2D || layer.kind == LayerKind::kDense) {
+    config["kernel_initializer"] = glorot_uniform();
+    config["bias_initializer"] = initializer("Zeros");
+    for (const char* key : {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                            "kernel_constraint", "bias_constraint"}) {
+      config[key] = nullptr;
+    }
+  } else if (layer.kind == LayerKind::kBatchNormalization) {
+    config["beta_initializer"] = initializer("Zeros");
+    config["gamma_initializer"] = initializer("Ones");
+    config["moving_mean_initializer"] = initializer("Zeros");
+    config["moving_variance_initializer"] = initializer("Ones");
+    for (const char* key :
+         {"beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"}) {
+      config[key] = nullptr;
+    }
+  }
+}
+
+Json layer_json(const KerasLayer& layer, const std::string& previous) {
+  Json config;
+  if (layer.kind == LayerKind::kInputLayer) {
+    config = settings(layer);
+    config["dtype"] = "float32";
+    config["sparse"] = false;
+    config["name"] = layer.name;
+  } else {
+    config = {{"name", layer.name}, {"trainable", true}};
+    config.update(settings(layer));
+    add_defaults(layer, config);
+  }
+
+  Json inbound = Json::array();
+  if (!previous.empty()) {
+    inbound.push_back(Json::array({Json::array({previous, 0, 0, Json::object()})}));
+  }
+  return {{"name", layer.name},
+          {"class_name", layer.class_name()},
           {"config", std::move(config)},
-          {"inbound_nodes", previous.empty() ? Json::array() : inbound(previous)}};
+          {"inbound_nodes", std::move(inbound)}};
 }
 
-// Settings shared by Conv2D and Dense: activation, bias, initialisers, no regularisers.
-void add_weighted_layer_settings(Json& config, const std::string& activation) {
-  config["activation"] = activation;
-  config["use_bias"] = true;
-  config["kernel_initializer"] = glorot_uniform();
-  config["bias_initializer"] = {{"class_name", "Zeros"}, {"config", Json::object()}};
-  for (const char* key : {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                          "kernel_constraint", "bias_constraint"}) {
-    config[key] = nullptr;
-  }
-}
+// ~~~ reading ~~~
 
-Json conv_layer(const std::string& name, int64_t filters, const std::string& previous) {
-  Json config = {{"name", name},
-                 {"trainable", true},
-                 {"filters", filters},
-                 {"kernel_size", {3, 3}},
-                 {"strides", {1, 1}},
-                 {"padding", "same"},
-                 {"data_format", "channels_last"},
-                 {"dilation_rate", {1, 1}}};
-  add_weighted_layer_settings(config, "relu");
-  return layer("Conv2D", name, std::move(config), previous);
-}
-
-Json pool_layer(const std::string& name, const std::string& previous) {
-  Json config = {{"name", name},       {"trainable", true}, {"pool_size", {2, 2}},
-                 {"padding", "valid"}, {"strides", {2, 2}}, {"data_format", "channels_last"}};
-  return layer("MaxPooling2D", name, std::move(config), previous);
-}
-
-Json dense_layer(const std::string& name, int64_t units, const std::string& activation,
-                 const std::string& previous) {
-  Json config = {{"name", name}, {"trainable", true}, {"units", units}};
-  add_weighted_layer_settings(config, activation);
-  return layer("Dense", name, std::move(config), previous);
-}
-
-// Walks the layer list of a Keras JSON, checking each against the expected VGG16 layout.
-class LayerCursor {
+// Reads one layer's config, each error naming the file, the layer and the key.
+class ConfigReader {
  public:
-  LayerCursor(const Json& layers, const std::string& source) : layers_(layers), source_(source) {}
+  ConfigReader(const Json& config, std::string where) : config_(config), where_(std::move(where)) {}
 
-  bool at_end() const { return next_ >= layers_.size(); }
-
-  const Json& peek() const { return layers_[next_]; }
-
-  static std::string class_of(const Json& layer) { return layer.value("class_name", ""); }
-
-  static std::string name_of(const Json& layer) {
-    const Json& config = layer.at("config");
-    return config.is_object() ? config.value("name", "") : "";
+  [[noreturn]] void fail(const char* key, const std::string& expected) const {
+    throw WeightsError(fmt::format("{} has {} {}, expected {}", where_, key,
+                                   config_.contains(key) ? config_.at(key).dump() : "(missing)",
+                                   expected));
   }
 
-  // The next layer's config, after checking its class and name.
-  const Json& expect(const std::string& class_name, const std::string& name) {
-    if (at_end()) {
-      throw WeightsError(fmt::format("{}: layer list ends after {} layers, expected {} '{}'",
-                                     source_, layers_.size(), class_name, name));
+  int64_t positive(const char* key) const {
+    const Json& value = config_.value(key, Json());
+    if (!value.is_number_integer() || value.get<int64_t>() < 1) {
+      fail(key, "a positive integer");
     }
-    const Json& layer = layers_[next_++];
-    if (class_of(layer) != class_name || name_of(layer) != name) {
-      throw WeightsError(fmt::format("{}: layer '{}' (class {}) found, expected {} '{}'", source_,
-                                     name_of(layer), class_of(layer), class_name, name));
-    }
-    return layer.at("config");
+    return value.get<int64_t>();
   }
 
-  template <typename T>
-  void require(const Json& config, const char* key, const T& expected) const {
-    if (!config.contains(key) || config.at(key) != Json(expected)) {
-      throw WeightsError(fmt::format(
-          "{}: layer '{}' has {} {}, expected {}", source_, config.value("name", ""), key,
-          config.contains(key) ? config.at(key).dump() : "(missing)", Json(expected).dump()));
+  // Keras accepts an int or a pair wherever a 2-d size goes.
+  std::array<int64_t, 2> size_pair(const char* key, std::array<int64_t, 2> fallback) const {
+    const Json& value = config_.value(key, Json());
+    if (value.is_null()) {
+      return fallback;
     }
+    if (value.is_number_integer() && value.get<int64_t>() > 0) {
+      return {value.get<int64_t>(), value.get<int64_t>()};
+    }
+    const bool ok = value.is_array() && value.size() == 2 && value[0].is_number_integer() &&
+                    value[1].is_number_integer() && value[0].get<int64_t>() > 0 &&
+                    value[1].get<int64_t>() > 0;
+    if (!ok) {
+      fail(key, "[rows, cols] of positive integers");
+    }
+    return {value[0].get<int64_t>(), value[1].get<int64_t>()};
   }
 
-  int64_t positive_int(const Json& config, const char* key) const {
-    if (!config.contains(key) || !config.at(key).is_number_integer() ||
-        config.at(key).get<int64_t>() < 1) {
-      throw WeightsError(fmt::format("{}: layer '{}' has {} {}, expected a positive integer",
-                                     source_, config.value("name", ""), key,
-                                     config.contains(key) ? config.at(key).dump() : "(missing)"));
+  bool flag(const char* key, bool fallback) const {
+    const Json& value = config_.value(key, Json(fallback));
+    if (!value.is_boolean()) {
+      fail(key, "true or false");
     }
-    return config.at(key).get<int64_t>();
+    return value.get<bool>();
+  }
+
+  double number(const char* key, double fallback) const {
+    const Json& value = config_.value(key, Json(fallback));
+    if (!value.is_number()) {
+      fail(key, "a number");
+    }
+    return value.get<double>();
+  }
+
+  std::string choice(const char* key, const std::set<std::string>& allowed,
+                     const std::string& fallback) const {
+    const Json& value = config_.value(key, Json(fallback));
+    if (!value.is_string() || !allowed.count(value.get<std::string>())) {
+      fail(key, fmt::format("one of {}", fmt::join(allowed, ", ")));
+    }
+    return value.get<std::string>();
+  }
+
+  void require(const char* key, const Json& expected) const {
+    if (config_.contains(key) && !config_.at(key).is_null() && config_.at(key) != expected) {
+      fail(key, expected.dump());
+    }
   }
 
  private:
-  const Json& layers_;
-  const std::string& source_;
-  size_t next_ = 0;
+  const Json& config_;
+  std::string where_;
 };
 
-// Reads [null, side, side, channels] from the input layer's batch_input_shape.
-void parse_input_shape(const Json& config, const std::string& source, EmotionNetOptions& options) {
+void read_input_shape(const ConfigReader& reader, const Json& config, KerasLayer& layer) {
   const Json shape = config.value("batch_input_shape", Json());
   const bool ok = shape.is_array() && shape.size() == 4 && shape[1].is_number_integer() &&
                   shape[2].is_number_integer() && shape[3].is_number_integer() &&
-                  shape[1] == shape[2];
+                  shape[1].get<int64_t>() > 0 && shape[2].get<int64_t>() > 0 &&
+                  shape[3].get<int64_t>() > 0;
   if (!ok) {
-    throw WeightsError(fmt::format(
-        "{}: batch_input_shape is {}, expected [null, side, side, channels] with a square image",
-        source, shape.dump()));
+    reader.fail("batch_input_shape", "[null, height, width, channels] of positive integers");
   }
-  options.input_side(shape[1].get<int64_t>());
-  options.backbone().in_channels(shape[3].get<int64_t>());
+  layer.input_shape = {shape[1].get<int64_t>(), shape[2].get<int64_t>(), shape[3].get<int64_t>()};
 }
 
-const Json& layer_list(const Json& model, const std::string& source) {
+void read_window(const ConfigReader& reader, const char* size_key, KerasLayer& layer) {
+  layer.window = reader.size_pair(size_key, {2, 2});
+  // Pooling layers write strides null to mean "the pool size".
+  const auto default_strides = layer.kind == LayerKind::kConv2D ? std::array<int64_t, 2>{1, 1}
+                                                                : layer.window;
+  layer.strides = reader.size_pair("strides", default_strides);
+  layer.same_padding = reader.choice("padding", {"same", "valid"}, "valid") == "same";
+  reader.require("data_format", "channels_last");
+}
+
+// Fills `layer` from a config of its class. `flat` says whether the input is a vector.
+void read_settings(const ConfigReader& reader, const Json& config, bool flat, KerasLayer& layer) {
+  switch (layer.kind) {
+    case LayerKind::kInputLayer:
+      read_input_shape(reader, config, layer);
+      break;
+    case LayerKind::kConv2D:
+      layer.units = reader.positive("filters");
+      read_window(reader, "kernel_size", layer);
+      reader.require("dilation_rate", Json::array({1, 1}));
+      layer.activation = reader.choice("activation", kActivations, "linear");
+      layer.use_bias = reader.flag("use_bias", true);
+      break;
+    case LayerKind::kMaxPooling2D:
+    case LayerKind::kAveragePooling2D:
+      read_window(reader, "pool_size", layer);
+      break;
+    case LayerKind::kDense:
+      layer.units = reader.positive("units");
+      layer.activation = reader.choice("activation", kActivations, "linear");
+      layer.use_bias = reader.flag("use_bias", true);
+      break;
+    case LayerKind::kDropout:
+      layer.rate = reader.number("rate", 0.0);
+      if (!(layer.rate >= 0.0 && layer.rate < 1.0)) {
+        reader.fail("rate", "a number in [0, 1)");
+      }
+      break;
+    case LayerKind::kActivation:
+      layer.activation = reader.choice("activation", kActivations, "linear");
+      break;
+    case LayerKind::kBatchNormalization: {
+      // Only the channel axis is supported: -1, or its index counted with the batch.
+      const Json axis = config.value("axis", Json(-1));
+      if (axis != Json(-1) && axis != Json(flat ? 1 : 3)) {
+        reader.fail("axis", flat ? "-1 or 1 (the features)" : "-1 or 3 (the channels)");
+      }
+      layer.momentum = reader.number("momentum", 0.99);
+      layer.epsilon = reader.number("epsilon", 1e-3);
+      layer.center = reader.flag("center", true);
+      layer.scale = reader.flag("scale", true);
+      break;
+    }
+    case LayerKind::kFlatten:
+    case LayerKind::kGlobalAveragePooling2D:
+      reader.require("data_format", "channels_last");
+      break;
+  }
+}
+
+std::string layer_name(const Json& layer) {
+  const Json& config = layer.value("config", Json());
+  if (config.is_object() && config.contains("name") && config.at("name").is_string()) {
+    return config.at("name").get<std::string>();
+  }
+  return layer.value("name", "");
+}
+
+KerasLayer read_layer(const Json& entry, bool flat, const std::string& source) {
+  KerasLayer layer;
+  layer.name = layer_name(entry);
+  const std::string class_name = entry.value("class_name", "");
+  const auto kind = kKinds.find(class_name);
+  if (kind == kKinds.end()) {
+    std::vector<std::string> known;
+    for (const auto& item : kKinds) {
+      known.push_back(item.first);
+    }
+    throw WeightsError(fmt::format("{}: layer '{}' has class '{}', which fvc cannot build; "
+                                   "expected one of {}",
+                                   source, layer.name, class_name, fmt::join(known, ", ")));
+  }
+  layer.kind = kind->second;
+  const Json& config = entry.at("config");
+  read_settings(ConfigReader(config, fmt::format("{}: layer '{}'", source, layer.name)), config,
+                flat, layer);
+  return layer;
+}
+
+// A functional model must be a chain: every layer fed by exactly the one before it.
+void check_chain(const Json& entries, const std::string& source) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Json& nodes = entries[i].value("inbound_nodes", Json::array());
+    const std::string name = layer_name(entries[i]);
+    if (i == 0) {
+      if (!nodes.empty()) {
+        throw WeightsError(fmt::format("{}: first layer '{}' has inputs, expected an InputLayer",
+                                       source, name));
+      }
+      continue;
+    }
+    const std::string previous = layer_name(entries[i - 1]);
+    const bool chained = nodes.is_array() && nodes.size() == 1 && nodes[0].is_array() &&
+                         nodes[0].size() == 1 && nodes[0][0].is_array() && !nodes[0][0].empty() &&
+                         nodes[0][0][0] == Json(previous);
+    if (!chained) {
+      throw WeightsError(fmt::format(
+          "{}: layer '{}' takes inputs {}, expected only layer '{}': fvc builds chains of layers, "
+          "not branching graphs or shared layers",
+          source, name, nodes.dump(), previous));
+    }
+  }
+}
+
+// A Sequential model without an InputLayer gives the input shape to its first layer.
+KerasLayer implicit_input(const Json& first, const std::string& source) {
+  KerasLayer input;
+  input.name = layer_name(first) + "_input";
+  const Json& config = first.at("config");
+  read_input_shape(ConfigReader(config, fmt::format("{}: layer '{}'", source, layer_name(first))),
+                   config, input);
+  return input;
+}
+
+std::vector<KerasLayer> read_layers(const Json& model, const std::string& source) {
   const std::string class_name = model.value("class_name", "");
   if (class_name != "Model" && class_name != "Sequential") {
     throw WeightsError(
         fmt::format("{}: class_name is '{}', expected Model or Sequential", source, class_name));
   }
   const Json& config = model.at("config");
-  const Json& layers = config.is_array() ? config : config.at("layers");
-  if (!layers.is_array() || layers.empty()) {
+  const Json& entries = config.is_array() ? config : config.at("layers");
+  if (!entries.is_array() || entries.empty()) {
     throw WeightsError(fmt::format("{}: config has no layer list, expected Keras layers", source));
+  }
+  if (class_name == "Model") {
+    check_chain(entries, source);
+  }
+
+  std::vector<KerasLayer> layers;
+  if (entries[0].value("class_name", "") != "InputLayer") {
+    layers.push_back(implicit_input(entries[0], source));
+  }
+  bool flat = false;
+  for (const Json& entry : entries) {
+    layers.push_back(read_layer(entry, flat, source));
+    const LayerKind kind = layers.back().kind;
+    flat = flat || kind == LayerKind::kFlatten || kind == LayerKind::kDense ||
+           kind == LayerKind::kGlobalAveragePooling2D;
+    if (kind == LayerKind::kInputLayer && layers.size() > 1) {
+      throw WeightsError(fmt::format("{}: layer '{}' is an InputLayer after the first layer, "
+                                     "expected one input",
+                                     source, layers.back().name));
+    }
   }
   return layers;
 }
 
 }  // namespace
 
-std::string keras_architecture_json(const EmotionNetOptions& options) {
-  const int64_t side = options.input_side();
-  Json layers = Json::array();
-  layers.push_back(
-      layer("InputLayer", "input_1",
-            {{"batch_input_shape", {nullptr, side, side, options.backbone().in_channels()}},
-             {"dtype", "float32"},
-             {"sparse", false},
-             {"name", "input_1"}},
-            ""));
-
-  std::string previous = "input_1";
-  for (int block = 0; block < kBlocks; ++block) {
-    const int64_t filters = options.backbone().base_filters() * kFilterMultiplier[block];
-    for (int index = 0; index < kConvolutionsPerBlock[block]; ++index) {
-      const auto name = fmt::format("conv{}_{}", block + 1, index + 1);
-      layers.push_back(conv_layer(name, filters, previous));
-      previous = name;
-    }
-    const auto pool = fmt::format("pool{}", block + 1);
-    layers.push_back(pool_layer(pool, previous));
-    previous = pool;
+std::string keras_architecture_json(const std::vector<KerasLayer>& layers) {
+  Json entries = Json::array();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    entries.push_back(layer_json(layers[i], i == 0 ? "" : layers[i - 1].name));
   }
-
-  layers.push_back(
-      layer("Flatten", "flatten", {{"name", "flatten"}, {"trainable", true}}, previous));
-  layers.push_back(dense_layer("fc6", options.hidden_units(), "relu", "flatten"));
-  layers.push_back(dense_layer("fc7", options.hidden_units(), "relu", "fc6"));
-  layers.push_back(dense_layer("fc8", options.classes(), "softmax", "fc7"));
-
   Json model = {{"class_name", "Model"},
                 {"config",
                  {{"name", "model_1"},
-                  {"layers", std::move(layers)},
-                  {"input_layers", {{"input_1", 0, 0}}},
-                  {"output_layers", {{"fc8", 0, 0}}}}},
+                  {"layers", std::move(entries)},
+                  {"input_layers", {{layers.front().name, 0, 0}}},
+                  {"output_layers", {{layers.back().name, 0, 0}}}}},
                 {"keras_version", kKerasVersion},
                 {"backend", "tensorflow"}};
   return model.dump();
 }
 
-EmotionNetOptions parse_keras_architecture(const std::string& text, const std::string& source) {
+std::vector<KerasLayer> parse_keras_architecture(const std::string& text,
+                                                 const std::string& source) {
   Json model;
   try {
     model = Json::parse(text);
   } catch (const Json::parse_error& error) {
     throw WeightsError(fmt::format("{}: not valid JSON: {}", source, error.what()));
   }
-
   try {
-    EmotionNetOptions options;
-    LayerCursor cursor(layer_list(model, source), source);
-
-    // A functional model starts with an InputLayer; a Sequential one puts the shape on its first
-    // layer.
-    const Json& first = cursor.peek();
-    if (LayerCursor::class_of(first) == "InputLayer") {
-      parse_input_shape(cursor.expect("InputLayer", LayerCursor::name_of(first)), source, options);
-    } else {
-      parse_input_shape(first.at("config"), source, options);
-    }
-
-    for (int block = 0; block < kBlocks; ++block) {
-      for (int index = 0; index < kConvolutionsPerBlock[block]; ++index) {
-        const Json& config =
-            cursor.expect("Conv2D", fmt::format("conv{}_{}", block + 1, index + 1));
-        const int64_t filters = cursor.positive_int(config, "filters");
-        if (block == 0 && index == 0) {
-          options.backbone().base_filters(filters);
-        }
-        cursor.require(config, "filters",
-                       options.backbone().base_filters() * kFilterMultiplier[block]);
-        cursor.require(config, "kernel_size", std::vector<int>{3, 3});
-        cursor.require(config, "strides", std::vector<int>{1, 1});
-        cursor.require(config, "padding", "same");
-        cursor.require(config, "activation", "relu");
-        cursor.require(config, "data_format", "channels_last");
-      }
-      const Json& pool = cursor.expect("MaxPooling2D", fmt::format("pool{}", block + 1));
-      cursor.require(pool, "pool_size", std::vector<int>{2, 2});
-      cursor.require(pool, "strides", std::vector<int>{2, 2});
-    }
-
-    cursor.expect("Flatten", "flatten");
-    const Json& fc6 = cursor.expect("Dense", "fc6");
-    options.hidden_units(cursor.positive_int(fc6, "units"));
-    cursor.require(fc6, "activation", "relu");
-    const Json& fc7 = cursor.expect("Dense", "fc7");
-    cursor.require(fc7, "units", options.hidden_units());
-    cursor.require(fc7, "activation", "relu");
-    const Json& fc8 = cursor.expect("Dense", "fc8");
-    options.classes(cursor.positive_int(fc8, "units"));
-    if (fc8.value("activation", "") != "linear") {
-      cursor.require(fc8, "activation", "softmax");
-    }
-
-    if (!cursor.at_end()) {
-      const Json& extra = cursor.peek();
-      throw WeightsError(fmt::format("{}: layer '{}' (class {}) follows fc8, expected none", source,
-                                     LayerCursor::name_of(extra), LayerCursor::class_of(extra)));
-    }
-    return options;
+    return read_layers(model, source);
   } catch (const Json::exception& error) {
     throw WeightsError(
         fmt::format("{}: not a Keras 2 model description: {}", source, error.what()));
   }
+}
+
+EmotionNetOptions emotion_net_options(const std::vector<KerasLayer>& layers,
+                                      const std::string& source) {
+  // Read the free sizes off the layers, then demand that everything else is VGG16's.
+  EmotionNetOptions options;
+  const auto& input = layers.front().input_shape;
+  if (input[0] != input[1]) {
+    throw WeightsError(fmt::format("{}: input is {}x{}, expected a square image", source,
+                                   input[0], input[1]));
+  }
+  options.input_side(input[0]).backbone().in_channels(input[2]);
+  if (layers.size() > 1 && layers[1].kind == LayerKind::kConv2D) {
+    options.backbone().base_filters(layers[1].units);
+  }
+  for (const auto& layer : layers) {
+    if (layer.name == "fc6" && layer.units > 0) {
+      options.hidden_units(layer.units);
+    }
+    if (layer.name == "fc8" && layer.units > 0) {
+      options.classes(layer.units);
+    }
+  }
+
+  auto expected = emotion_net_layers(options);
+  for (size_t i = 1; i < std::max(layers.size(), expected.size()); ++i) {
+    if (i >= layers.size()) {
+      throw WeightsError(fmt::format("{}: layer list ends after {} layers, expected {} '{}'",
+                                     source, layers.size(), expected[i].class_name(),
+                                     expected[i].name));
+    }
+    const KerasLayer& found = layers[i];
+    if (i >= expected.size()) {
+      throw WeightsError(fmt::format("{}: layer '{}' (class {}) follows fc8, expected none",
+                                     source, found.name, found.class_name()));
+    }
+    KerasLayer& wanted = expected[i];
+    if (found.kind != wanted.kind || found.name != wanted.name) {
+      throw WeightsError(fmt::format("{}: layer '{}' (class {}) found, expected {} '{}'", source,
+                                     found.name, found.class_name(), wanted.class_name(),
+                                     wanted.name));
+    }
+    if (found.name == "fc8" && found.activation == "linear") {
+      wanted.activation = "linear";  // logits are as good: EmotionNet's forward returns them
+    }
+    const Json found_settings = settings(found);
+    const Json wanted_settings = settings(wanted);
+    for (const auto& [key, value] : wanted_settings.items()) {
+      if (found_settings.at(key) != value) {
+        throw WeightsError(fmt::format("{}: layer '{}' has {} {}, expected {}", source, found.name,
+                                       key, found_settings.at(key).dump(), value.dump()));
+      }
+    }
+  }
+  return options;
 }
 
 }  // namespace fvc::detail

@@ -1,21 +1,32 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "fvc/emotion_net.h"
+#include "fvc/keras_network.h"
 
 namespace fvc::detail {
 
 /// Keras version written into files, and the one whose layout they follow.
 inline constexpr const char* kKerasVersion = "2.0.4";
 
-/// `options` as Keras 2 `model.to_json()` text: a functional `Model` with the
-/// layer names, classes and settings of the reference study's file.
-std::string keras_architecture_json(const EmotionNetOptions& options);
+/// `layers` as Keras 2 `model.to_json()` text: a functional `Model` named
+/// model_1 whose layers each take the previous one's output. The keys, their
+/// order and the initialiser settings are those Keras 2.0.4 writes.
+std::string keras_architecture_json(const std::vector<KerasLayer>& layers);
 
-/// The `EmotionNet` a Keras 2 JSON text describes, functional or Sequential.
-/// Throws `WeightsError` naming `source` and the first layer that differs
-/// from VGG16 conv1_1..pool5, flatten, fc6, fc7, fc8.
-EmotionNetOptions parse_keras_architecture(const std::string& text, const std::string& source);
+/// The layer chain a Keras 2 JSON text describes, functional `Model` or
+/// `Sequential` (a list, or an object holding `layers`). Throws `WeightsError`
+/// naming `source` and the layer at fault: a class fvc cannot build, a
+/// setting it does not support, a layer fed by anything but its predecessor.
+std::vector<KerasLayer> parse_keras_architecture(const std::string& text,
+                                                 const std::string& source);
+
+/// The `EmotionNet` settings whose layers are `layers`. Throws `WeightsError`
+/// naming `source` and the first layer that differs from VGG16
+/// conv1_1..pool5, flatten, fc6, fc7, fc8 (fc8 may be softmax or linear).
+EmotionNetOptions emotion_net_options(const std::vector<KerasLayer>& layers,
+                                      const std::string& source);
 
 }  // namespace fvc::detail

@@ -15,10 +15,6 @@
 namespace fvc::detail {
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ","));
-}
-
 // ~~~ attributes ~~~
 
 void write_string_list(H5::H5Object& object, const char* name,
@@ -55,10 +51,10 @@ std::vector<std::string> read_string_list(const H5::H5Object& object, const char
   H5::Attribute attribute = object.openAttribute(name);
   H5::DataSpace space = attribute.getSpace();
   const auto count = static_cast<size_t>(space.getSimpleExtentNpoints());
+  if (count == 0) {
+    return {};  // HDF5 refuses to read into the null buffer of an empty list
+  }
   if (attribute.getTypeClass() != H5T_STRING) {
-    if (count == 0) {
-      return {};
-    }
     throw WeightsError(
         fmt::format("{}: attribute '{}' holds numbers, expected strings", where, name));
   }
@@ -107,147 +103,51 @@ std::vector<int64_t> dataset_shape(const H5::DataSet& dataset) {
   return {dims.begin(), dims.end()};
 }
 
-// ~~~ reading ~~~
+}  // namespace
 
-class WeightsReader {
- public:
-  WeightsReader(std::string path, int format_version)
-      : path_(std::move(path)), format_version_(format_version) {}
+namespace {
 
-  std::vector<KerasLayerWeights> read(const std::vector<KerasLayerWeights>& expected) {
-    open_file();
-    check_root_attributes();
+void write_layer_groups(H5::Group& root, const std::vector<std::string>& layer_names,
+                        const std::vector<KerasLayerWeights>& weights, int format_version) {
+  write_string_list(root, "layer_names", layer_names);
+  write_string(root, "backend", "tensorflow");
+  write_string(root, "keras_version", kKerasVersion);
+  root.createAttribute("fvc_format_version", H5::PredType::STD_I32LE, H5::DataSpace(H5S_SCALAR))
+      .write(H5::PredType::NATIVE_INT, &format_version);
 
-    std::vector<H5::DataSet> datasets;
-    for (const auto& layer : expected) {
-      open_layer(layer, datasets);
+  for (const auto& layer_name : layer_names) {
+    H5::Group group = root.createGroup(layer_name);
+    auto found = std::find_if(weights.begin(), weights.end(),
+                              [&](const auto& w) { return w.layer == layer_name; });
+    if (found == weights.end()) {
+      write_string_list(group, "weight_names", {});
+      continue;
     }
-
-    // Shapes all agree, so now the data.
-    std::vector<KerasLayerWeights> result = expected;
-    size_t next = 0;
-    for (auto& layer : result) {
-      for (size_t i = 0; i < layer.tensors.size(); ++i) {
-        layer.tensors[i] = torch::empty(layer.tensors[i].sizes(), torch::kFloat);
-        datasets[next++].read(layer.tensors[i].data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
-        flip_theano_kernel(layer.tensors[i]);
-      }
-    }
-    return result;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw WeightsError(fmt::format("{}: {}", path_, what));
-  }
-
-  void open_file() {
-    if (const auto reason = unreadable_file_reason(path_); !reason.empty()) {
-      fail(reason + ", expected Keras HDF5 weights");
-    }
-    if (!H5::H5File::isHdf5(path_)) {
-      fail("not an HDF5 file, expected Keras HDF5 weights");
-    }
-    file_.openFile(path_, H5F_ACC_RDONLY);
-    // model.save() puts the save_weights layout under this group.
-    root_ =
-        file_.nameExists("model_weights") ? file_.openGroup("model_weights") : file_.openGroup("/");
-  }
-
-  void check_root_attributes() {
-    if (file_.attrExists("fvc_format_version")) {
-      int version = 0;
-      file_.openAttribute("fvc_format_version").read(H5::PredType::NATIVE_INT, &version);
-      if (version != format_version_) {
-        fail(fmt::format("fvc_format_version is {}, expected {}", version, format_version_));
-      }
-    }
-    for (const H5::H5Object* object :
-         {static_cast<const H5::H5Object*>(&file_), static_cast<const H5::H5Object*>(&root_)}) {
-      if (object->attrExists("backend")) {
-        const auto backend = read_string_list(*object, "backend", path_);
-        theano_ = !backend.empty() && backend.front() == "theano";
-      }
+    write_string_list(group, "weight_names", found->names);
+    for (size_t i = 0; i < found->names.size(); ++i) {
+      write_tensor(group, found->names[i], found->tensors[i]);
     }
   }
-
-  void open_layer(const KerasLayerWeights& layer, std::vector<H5::DataSet>& datasets) {
-    if (!root_.nameExists(layer.layer)) {
-      fail(fmt::format("group '{}' is missing, expected the weights of layer {}", layer.layer,
-                       layer.layer));
-    }
-    H5::Group group = root_.openGroup(layer.layer);
-    if (!group.attrExists("weight_names")) {
-      fail(fmt::format("group '{}' has no attribute weight_names, expected {} names", layer.layer,
-                       layer.names.size()));
-    }
-    const auto names = read_string_list(group, "weight_names", path_);
-    if (names.size() != layer.names.size()) {
-      fail(fmt::format("group '{}' has {} weights, expected {} ({})", layer.layer, names.size(),
-                       layer.names.size(), fmt::join(layer.names, ", ")));
-    }
-
-    for (size_t i = 0; i < names.size(); ++i) {
-      const std::string where = fmt::format("{}/{}", layer.layer, names[i]);
-      if (!group.nameExists(names[i])) {
-        fail(fmt::format("dataset '{}' is missing, expected {}", where,
-                         shape_text(layer.tensors[i].sizes().vec())));
-      }
-      H5::DataSet dataset = group.openDataSet(names[i]);
-      const auto found = dataset_shape(dataset);
-      const auto wanted = layer.tensors[i].sizes().vec();
-      if (found != wanted) {
-        fail(fmt::format("dataset '{}' has shape {}, expected {}", where, shape_text(found),
-                         shape_text(wanted)));
-      }
-      if (dataset.getTypeClass() != H5T_FLOAT) {
-        fail(fmt::format("dataset '{}' does not hold floating-point numbers", where));
-      }
-      datasets.push_back(std::move(dataset));
-    }
-  }
-
-  // Theano convolves, TensorFlow correlates: Keras stores Theano kernels turned by 180 degrees.
-  void flip_theano_kernel(torch::Tensor& tensor) const {
-    if (theano_ && tensor.dim() == 4) {
-      tensor = tensor.flip({0, 1}).contiguous();
-    }
-  }
-
-  std::string path_;
-  int format_version_;
-  H5::H5File file_;
-  H5::Group root_;
-  bool theano_ = false;
-};
+}
 
 }  // namespace
 
 void write_keras_weights(const std::string& path, const std::vector<std::string>& layer_names,
-                         const std::vector<KerasLayerWeights>& weights, int format_version) {
+                         const std::vector<KerasLayerWeights>& weights,
+                         const KerasFileSettings& settings) {
   H5::Exception::dontPrint();
   write_atomically(path, [&](const std::string& temp_path) {
     try {
       H5::H5File file(temp_path, H5F_ACC_TRUNC);
-      write_string_list(file, "layer_names", layer_names);
-      write_string(file, "backend", "tensorflow");
-      write_string(file, "keras_version", kKerasVersion);
-      const int version = format_version;
-      file.createAttribute("fvc_format_version", H5::PredType::STD_I32LE, H5::DataSpace(H5S_SCALAR))
-          .write(H5::PredType::NATIVE_INT, &version);
-
-      for (const auto& layer_name : layer_names) {
-        H5::Group group = file.createGroup(layer_name);
-        auto found = std::find_if(weights.begin(), weights.end(),
-                                  [&](const auto& w) { return w.layer == layer_name; });
-        if (found == weights.end()) {
-          write_string_list(group, "weight_names", {});
-          continue;
-        }
-        write_string_list(group, "weight_names", found->names);
-        for (size_t i = 0; i < found->names.size(); ++i) {
-          write_tensor(group, found->names[i], found->tensors[i]);
-        }
+      if (settings.model_config.empty()) {
+        write_layer_groups(file, layer_names, weights, settings.format_version);
+      } else {
+        // model.save(): the architecture on the root, the save_weights layout in a group.
+        write_string(file, "model_config", settings.model_config);
+        write_string(file, "backend", "tensorflow");
+        write_string(file, "keras_version", kKerasVersion);
+        H5::Group group = file.createGroup("model_weights");
+        write_layer_groups(group, layer_names, weights, settings.format_version);
       }
       file.close();
     } catch (const H5::Exception& error) {
@@ -257,15 +157,108 @@ void write_keras_weights(const std::string& path, const std::vector<std::string>
   });
 }
 
-std::vector<KerasLayerWeights> read_keras_weights(const std::string& path,
-                                                  const std::vector<KerasLayerWeights>& expected,
-                                                  int format_version) {
+KerasWeightsFile::KerasWeightsFile(std::string path, int format_version)
+    : path_(std::move(path)), format_version_(format_version) {
   H5::Exception::dontPrint();
   try {
-    return WeightsReader(path, format_version).read(expected);
+    open();
+    read_root_attributes();
+    read_index();
   } catch (const H5::Exception& error) {
-    throw WeightsError(fmt::format("{}: cannot read HDF5 weights: {} ({})", path,
+    throw WeightsError(fmt::format("{}: cannot read HDF5 weights: {} ({})", path_,
                                    error.getDetailMsg(), error.getFuncName()));
+  }
+}
+
+void KerasWeightsFile::open() {
+  if (const auto reason = unreadable_file_reason(path_); !reason.empty()) {
+    throw WeightsError(fmt::format("{}: {}, expected Keras HDF5 weights", path_, reason));
+  }
+  if (!H5::H5File::isHdf5(path_)) {
+    throw WeightsError(fmt::format("{}: not an HDF5 file, expected Keras HDF5 weights", path_));
+  }
+  file_.openFile(path_, H5F_ACC_RDONLY);
+  // model.save() puts the save_weights layout under this group.
+  root_ = file_.nameExists("model_weights") ? file_.openGroup("model_weights") : file_.openGroup("/");
+}
+
+void KerasWeightsFile::read_root_attributes() {
+  for (const H5::H5Object* object :
+       {static_cast<const H5::H5Object*>(&file_), static_cast<const H5::H5Object*>(&root_)}) {
+    if (object->attrExists("fvc_format_version")) {
+      int version = 0;
+      object->openAttribute("fvc_format_version").read(H5::PredType::NATIVE_INT, &version);
+      if (version != format_version_) {
+        throw WeightsError(fmt::format("{}: fvc_format_version is {}, expected {}", path_, version,
+                                       format_version_));
+      }
+    }
+    if (object->attrExists("backend")) {
+      const auto backend = read_string_list(*object, "backend", path_);
+      theano_ = !backend.empty() && backend.front() == "theano";
+    }
+  }
+  if (file_.attrExists("model_config")) {
+    const auto config = read_string_list(file_, "model_config", path_);
+    if (!config.empty()) {
+      model_config_ = config.front();
+    }
+  }
+}
+
+void KerasWeightsFile::read_index() {
+  if (!root_.attrExists("layer_names")) {
+    throw WeightsError(fmt::format(
+        "{}: attribute 'layer_names' is missing, expected a Keras save_weights or model.save file",
+        path_));
+  }
+  for (const auto& name : read_string_list(root_, "layer_names", path_)) {
+    if (!root_.nameExists(name)) {
+      throw WeightsError(fmt::format(
+          "{}: group '{}' is missing, expected one for every entry of layer_names", path_, name));
+    }
+    H5::Group group = root_.openGroup(name);
+    if (!group.attrExists("weight_names")) {
+      throw WeightsError(fmt::format(
+          "{}: group '{}' has no attribute weight_names, expected the names of its weights", path_,
+          name));
+    }
+    StoredLayer layer{name, {}};
+    for (const auto& weight_name : read_string_list(group, "weight_names", path_)) {
+      const std::string where = fmt::format("{}/{}", name, weight_name);
+      if (!group.nameExists(weight_name)) {
+        throw WeightsError(fmt::format("{}: dataset '{}' is missing, expected the weight that "
+                                       "weight_names lists",
+                                       path_, where));
+      }
+      H5::DataSet dataset = group.openDataSet(weight_name);
+      if (dataset.getTypeClass() != H5T_FLOAT) {
+        throw WeightsError(
+            fmt::format("{}: dataset '{}' does not hold floating-point numbers", path_, where));
+      }
+      layer.weights.push_back({weight_name, dataset_shape(dataset)});
+    }
+    if (!layer.weights.empty()) {
+      layers_.push_back(std::move(layer));
+    }
+  }
+}
+
+torch::Tensor KerasWeightsFile::read(const StoredLayer& layer, size_t index) const {
+  const StoredWeight& weight = layer.weights.at(index);
+  try {
+    auto tensor = torch::empty(weight.shape, torch::kFloat);
+    root_.openGroup(layer.name)
+        .openDataSet(weight.name)
+        .read(tensor.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+    // Theano convolves, TensorFlow correlates: Keras stores Theano kernels turned by 180 degrees.
+    if (theano_ && tensor.dim() == 4) {
+      tensor = tensor.flip({0, 1}).contiguous();
+    }
+    return tensor;
+  } catch (const H5::Exception& error) {
+    throw WeightsError(fmt::format("{}: cannot read dataset '{}/{}': {} ({})", path_, layer.name,
+                                   weight.name, error.getDetailMsg(), error.getFuncName()));
   }
 }
 

@@ -1,5 +1,7 @@
 #include "fvc/model_io.h"
 
+#include <map>
+
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -7,74 +9,15 @@
 #include "file_checks.h"
 #include "fvc/error.h"
 #include "keras_json.h"
+#include "keras_view.h"
 #include "keras_weights.h"
+#include "torchscript_export.h"
 
 namespace fvc {
 namespace {
 
-// A Dense layer that follows a Flatten of an HxWxC map sees its inputs in Keras's
-// (h, w, c) order but in LibTorch's (c, h, w) order, so it converts like a kernel.
-struct WeightedLayer {
-  std::string name;
-  torch::nn::Module* module;
-  std::vector<int64_t> torch_kernel_shape;  // 4-d view of the kernel used for conversion
-};
-
-std::vector<WeightedLayer> weighted_layers(EmotionNet& model) {
-  std::vector<WeightedLayer> layers;
-  for (auto& [name, conv] : model->backbone->convolutions()) {
-    layers.push_back({name, conv.ptr().get(), conv->weight.sizes().vec()});
-  }
-  const int64_t side = VggFaceBackboneImpl::output_side(model->options().input_side());
-  const int64_t fc6_units = model->head->fc6->weight.size(0);
-  layers.push_back({"fc6",
-                    model->head->fc6.ptr().get(),
-                    {fc6_units, model->backbone->out_channels(), side, side}});
-  layers.push_back({"fc7", model->head->fc7.ptr().get(), {}});
-  layers.push_back({"fc8", model->head->fc8.ptr().get(), {}});
-  return layers;
-}
-
-torch::Tensor to_keras_kernel(const WeightedLayer& layer, const torch::Tensor& weight) {
-  if (layer.torch_kernel_shape.empty()) {
-    return weight.t().contiguous();  // Dense: (out, in) -> (in, out)
-  }
-  auto keras = weight.view(layer.torch_kernel_shape).permute({2, 3, 1, 0});  // -> (H, W, in, out)
-  return weight.dim() == 4 ? keras.contiguous() : keras.reshape({-1, weight.size(0)}).contiguous();
-}
-
-torch::Tensor from_keras_kernel(const WeightedLayer& layer, const torch::Tensor& kernel,
-                                const torch::Tensor& like) {
-  if (layer.torch_kernel_shape.empty()) {
-    return kernel.t();
-  }
-  const auto& s = layer.torch_kernel_shape;
-  return kernel.view({s[2], s[3], s[1], s[0]}).permute({3, 2, 0, 1}).reshape(like.sizes());
-}
-
-std::vector<detail::KerasLayerWeights> keras_weights_of(EmotionNet& model) {
-  std::vector<detail::KerasLayerWeights> result;
-  for (const auto& layer : weighted_layers(model)) {
-    auto parameters = layer.module->named_parameters(/*recurse=*/false);
-    auto weight = parameters["weight"].detach().to(torch::kCPU, torch::kFloat);
-    auto bias = parameters["bias"].detach().to(torch::kCPU, torch::kFloat).contiguous();
-    result.push_back({layer.name,
-                      {layer.name + "/kernel:0", layer.name + "/bias:0"},
-                      {to_keras_kernel(layer, weight), bias}});
-  }
-  return result;
-}
-
-std::vector<std::string> keras_layer_names(EmotionNet& model) {
-  std::vector<std::string> names = {"input_1"};
-  for (auto& name : model->backbone->layer_names()) {
-    names.push_back(std::move(name));
-  }
-  for (const char* name : {"flatten", "fc6", "fc7", "fc8"}) {
-    names.emplace_back(name);
-  }
-  return names;
-}
+using detail::BoundLayer;
+using detail::StoredLayer;
 
 std::string read_text_file(const std::string& path) {
   if (const auto reason = detail::unreadable_file_reason(path); !reason.empty()) {
@@ -83,12 +26,189 @@ std::string read_text_file(const std::string& path) {
   return detail::read_whole_file(path);
 }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ","));
+}
+
+std::vector<KerasLayer> layers_of(const std::vector<BoundLayer>& bound) {
+  std::vector<KerasLayer> layers;
+  for (const auto& entry : bound) {
+    layers.push_back(entry.layer);
+  }
+  return layers;
+}
+
+// ~~~ writing ~~~
+
+void write_weights(const std::vector<BoundLayer>& bound, const std::string& path,
+                   const std::string& model_config) {
+  std::vector<std::string> names;
+  std::vector<detail::KerasLayerWeights> weights;
+  for (const auto& [layer, tensors] : bound) {
+    names.push_back(layer.name);
+    if (tensors.empty()) {
+      continue;
+    }
+    detail::KerasLayerWeights entry{layer.name, {}, {}};
+    for (const auto& weight : tensors) {
+      entry.names.push_back(fmt::format("{}/{}:0", layer.name, weight.keras_name));
+      entry.tensors.push_back(detail::to_keras(weight));
+    }
+    weights.push_back(std::move(entry));
+  }
+  detail::write_keras_weights(path, names, weights, {ModelIO::kFormatVersion, model_config});
+}
+
+// ~~~ reading ~~~
+
+// A model layer and the file layer chosen to fill it.
+struct Pairing {
+  const BoundLayer* model;
+  const StoredLayer* file;
+};
+
+std::vector<const BoundLayer*> weighted(const std::vector<BoundLayer>& bound) {
+  std::vector<const BoundLayer*> result;
+  for (const auto& entry : bound) {
+    if (!entry.weights.empty()) {
+      result.push_back(&entry);
+    }
+  }
+  return result;
+}
+
+template <typename T, typename Name>
+std::string name_list(const std::vector<T>& items, Name name) {
+  std::vector<std::string> names;
+  for (const auto& item : items) {
+    names.push_back(name(item));
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+std::vector<Pairing> pair_in_order(const std::vector<const BoundLayer*>& model,
+                                   const detail::KerasWeightsFile& file) {
+  const auto& stored = file.weighted_layers();
+  if (stored.size() != model.size()) {
+    throw WeightsError(fmt::format(
+        "{}: file has {} layers with weights ({}), expected {} for this model ({}); load by name "
+        "to fill only the layers both have",
+        file.path(), stored.size(), name_list(stored, [](const auto& l) { return l.name; }),
+        model.size(), name_list(model, [](const auto* l) { return l->layer.name; })));
+  }
+  std::vector<Pairing> pairs;
+  for (size_t i = 0; i < model.size(); ++i) {
+    pairs.push_back({model[i], &stored[i]});
+  }
+  return pairs;
+}
+
+std::vector<Pairing> pair_by_name(const std::vector<const BoundLayer*>& model,
+                                  const detail::KerasWeightsFile& file,
+                                  WeightLoadReport& report) {
+  std::map<std::string, const StoredLayer*> stored;
+  for (const auto& layer : file.weighted_layers()) {
+    stored[layer.name] = &layer;
+  }
+  std::vector<Pairing> pairs;
+  for (const auto* layer : model) {
+    const auto found = stored.find(layer->layer.name);
+    if (found == stored.end()) {
+      report.not_in_file.push_back(layer->layer.name);
+    } else {
+      pairs.push_back({layer, found->second});
+    }
+  }
+  return pairs;
+}
+
+// Why `file` cannot fill `model`, or an empty string when it can.
+std::string mismatch(const Pairing& pair) {
+  const auto& wanted = pair.model->weights;
+  const auto& found = pair.file->weights;
+  if (wanted.size() != found.size()) {
+    return fmt::format(
+        "group '{}' has {} weights ({}), expected {} ({}) for layer '{}'", pair.file->name,
+        found.size(), name_list(found, [](const auto& w) { return w.name; }), wanted.size(),
+        name_list(wanted, [](const auto& w) { return w.keras_name; }), pair.model->layer.name);
+  }
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const auto expected = detail::keras_shape(wanted[i]);
+    if (found[i].shape != expected) {
+      const bool renamed = pair.file->name != pair.model->layer.name;
+      return fmt::format("dataset '{}/{}' has shape {}, expected {}{}", pair.file->name,
+                         found[i].name, shape_text(found[i].shape), shape_text(expected),
+                         renamed ? fmt::format(" for layer '{}'", pair.model->layer.name) : "");
+    }
+  }
+  return "";
+}
+
+WeightLoadReport load_bound(const std::vector<BoundLayer>& bound, const std::string& path,
+                            const WeightLoadOptions& options) {
+  const detail::KerasWeightsFile file(path, ModelIO::kFormatVersion);
+  WeightLoadReport report;
+  const auto model_layers = weighted(bound);
+  const auto pairs = options.by_name() ? pair_by_name(model_layers, file, report)
+                                       : pair_in_order(model_layers, file);
+
+  // Read and convert everything first: a failure on the way leaves the model untouched.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // target, source
+  for (const auto& pair : pairs) {
+    if (const auto why = mismatch(pair); !why.empty()) {
+      if (!options.skip_mismatch()) {
+        throw WeightsError(fmt::format("{}: {}", path, why));
+      }
+      report.skipped.push_back(fmt::format("{}: {}", pair.model->layer.name, why));
+      continue;
+    }
+    for (size_t i = 0; i < pair.model->weights.size(); ++i) {
+      const auto& weight = pair.model->weights[i];
+      copies.emplace_back(weight.tensor, detail::from_keras(weight, file.read(*pair.file, i)));
+    }
+    report.loaded.push_back(pair.model->layer.name);
+  }
+
+  torch::NoGradGuard no_grad;
+  for (auto& [target, source] : copies) {
+    target.copy_(source);
+  }
+  return report;
+}
+
+// Builds from a file's text, reporting a layer that cannot be built as a fault of that file.
+KerasNetwork build_network(const std::string& json_text, const std::string& source) {
+  auto layers = detail::parse_keras_architecture(json_text, source);
+  try {
+    return KerasNetwork(std::move(layers));
+  } catch (const ConfigError& error) {
+    throw WeightsError(fmt::format("{}: {}", source, error.what()));
+  }
+}
+
+std::string model_config_of(const std::string& model_path) {
+  const detail::KerasWeightsFile file(model_path, ModelIO::kFormatVersion);
+  if (!file.model_config()) {
+    throw WeightsError(fmt::format(
+        "{}: attribute 'model_config' is missing, expected a file written by model.save(); "
+        "a save_weights file needs its architecture JSON as well",
+        model_path));
+  }
+  return *file.model_config();
+}
+
 }  // namespace
+
+// ~~~ EmotionNet ~~~
 
 void ModelIO::save(EmotionNet model, const std::string& json_path,
                    const std::string& weights_path) {
   detail::write_text_atomically(json_path, architecture_json(model));
   save_weights(model, weights_path);
+}
+
+void ModelIO::save_model(EmotionNet model, const std::string& model_path) {
+  write_weights(detail::bind_layers(model), model_path, architecture_json(model));
 }
 
 EmotionNet ModelIO::load(const std::string& json_path, const std::string& weights_path) {
@@ -97,32 +217,105 @@ EmotionNet ModelIO::load(const std::string& json_path, const std::string& weight
   return model;
 }
 
+EmotionNet ModelIO::load(const std::string& model_path) {
+  EmotionNet model(parse_architecture(model_config_of(model_path), model_path + ":model_config"));
+  load_weights(model, model_path);
+  return model;
+}
+
 std::string ModelIO::architecture_json(EmotionNet model) {
-  return detail::keras_architecture_json(model->options());
+  return detail::keras_architecture_json(detail::emotion_net_layers(model->options()));
 }
 
 EmotionNetOptions ModelIO::parse_architecture(const std::string& json_text,
                                               const std::string& source) {
-  return detail::parse_keras_architecture(json_text, source);
+  return detail::emotion_net_options(detail::parse_keras_architecture(json_text, source), source);
 }
 
 void ModelIO::save_weights(EmotionNet model, const std::string& weights_path) {
-  detail::write_keras_weights(weights_path, keras_layer_names(model), keras_weights_of(model),
-                              kFormatVersion);
+  write_weights(detail::bind_layers(model), weights_path, "");
 }
 
-void ModelIO::load_weights(EmotionNet model, const std::string& weights_path) {
-  const auto expected = keras_weights_of(model);
-  const auto loaded = detail::read_keras_weights(weights_path, expected, kFormatVersion);
+WeightLoadReport ModelIO::load_weights(EmotionNet model, const std::string& weights_path,
+                                       const WeightLoadOptions& options) {
+  return load_bound(detail::bind_layers(model), weights_path, options);
+}
 
+// ~~~ KerasNetwork ~~~
+
+void ModelIO::save(KerasNetwork model, const std::string& json_path,
+                   const std::string& weights_path) {
+  detail::write_text_atomically(json_path, architecture_json(model));
+  save_weights(model, weights_path);
+}
+
+void ModelIO::save_model(KerasNetwork model, const std::string& model_path) {
+  write_weights(detail::bind_layers(model), model_path, architecture_json(model));
+}
+
+KerasNetwork ModelIO::load_network(const std::string& json_path,
+                                   const std::string& weights_path) {
+  KerasNetwork model = build_network(read_text_file(json_path), json_path);
+  load_weights(model, weights_path);
+  return model;
+}
+
+KerasNetwork ModelIO::load_network(const std::string& model_path) {
+  KerasNetwork model = build_network(model_config_of(model_path), model_path + ":model_config");
+  load_weights(model, model_path);
+  return model;
+}
+
+std::string ModelIO::architecture_json(KerasNetwork model) {
+  return detail::keras_architecture_json(model->layers());
+}
+
+std::vector<KerasLayer> ModelIO::parse_layers(const std::string& json_text,
+                                              const std::string& source) {
+  return detail::parse_keras_architecture(json_text, source);
+}
+
+void ModelIO::save_weights(KerasNetwork model, const std::string& weights_path) {
+  write_weights(detail::bind_layers(model), weights_path, "");
+}
+
+WeightLoadReport ModelIO::load_weights(KerasNetwork model, const std::string& weights_path,
+                                       const WeightLoadOptions& options) {
+  return load_bound(detail::bind_layers(model), weights_path, options);
+}
+
+// ~~~ conversion and export ~~~
+
+KerasNetwork ModelIO::to_network(EmotionNet model) {
+  const auto source = detail::bind_layers(model);
+  KerasNetwork network(layers_of(source));
+  network->to(model->parameters().front().device());
+  network->train(model->is_training());
+
+  // Both sides list their weights in Keras's order, so Keras's layout is the common ground.
+  const auto target = detail::bind_layers(network);
   torch::NoGradGuard no_grad;
-  const auto layers = weighted_layers(model);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    auto parameters = layers[i].module->named_parameters(/*recurse=*/false);
-    auto& weight = parameters["weight"];
-    weight.copy_(from_keras_kernel(layers[i], loaded[i].tensors[0], weight));
-    parameters["bias"].copy_(loaded[i].tensors[1]);
+  for (size_t i = 0; i < source.size(); ++i) {
+    for (size_t j = 0; j < source[i].weights.size(); ++j) {
+      const auto& to = target[i].weights[j];
+      to.tensor.copy_(detail::from_keras(to, detail::to_keras(source[i].weights[j])));
+    }
   }
+  return network;
+}
+
+void ModelIO::export_torchscript(KerasNetwork model, const std::string& path) {
+  try {
+    auto module = detail::torchscript_module(model);
+    detail::write_atomically(path, [&](const std::string& temp_path) { module.save(temp_path); });
+  } catch (const c10::Error& error) {
+    throw WeightsError(
+        fmt::format("{}: cannot write TorchScript: {}", path, error.what_without_backtrace()));
+  }
+}
+
+void ModelIO::export_torchscript(EmotionNet model, const std::string& path) {
+  export_torchscript(to_network(model), path);
 }
 
 }  // namespace fvc

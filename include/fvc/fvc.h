@@ -7,6 +7,7 @@
 #include "fvc/emotion_net.h"
 #include "fvc/error.h"
 #include "fvc/evaluation.h"
+#include "fvc/keras_network.h"
 #include "fvc/model_io.h"
 #include "fvc/runtime.h"
 #include "fvc/trainer.h"

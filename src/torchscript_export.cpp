@@ -1,0 +1,173 @@
+#include "torchscript_export.h"
+
+#include <cctype>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "keras_layer_math.h"
+
+namespace fvc::detail {
+namespace {
+
+// A TorchScript literal that stays a float even when whole, e.g. "1.0".
+std::string float_literal(double value) {
+  auto text = fmt::format("{:.17g}", value);
+  if (text.find_first_of(".e") == std::string::npos) {
+    text += ".0";
+  }
+  return text;
+}
+
+std::string int_list(int64_t a, int64_t b) { return fmt::format("[{}, {}]", a, b); }
+
+// Writes forward() one statement per line while registering each weight under a Python name.
+class ScriptWriter {
+ public:
+  explicit ScriptWriter(torch::jit::Module& module) : module_(module) {}
+
+  // Registers `tensor` and returns the expression that reads it, or "None" when undefined.
+  std::string attribute(const std::string& layer, const std::string& role,
+                        const torch::Tensor& tensor, bool buffer) {
+    if (!tensor.defined()) {
+      return "None";
+    }
+    std::string name = identifier(layer) + "_" + role;
+    while (!names_.insert(name).second) {
+      name += "_";
+    }
+    module_.register_parameter(name, tensor.detach().to(torch::kCPU).clone(), buffer);
+    return "self." + name;
+  }
+
+  void line(const std::string& statement) { body_ += "    " + statement + "\n"; }
+
+  std::string source() const { return "def forward(self, x):\n" + body_ + "    return x\n"; }
+
+ private:
+  static std::string identifier(const std::string& name) {
+    std::string result = "l_";
+    for (char c : name) {
+      result += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    }
+    return result;
+  }
+
+  torch::jit::Module& module_;
+  std::set<std::string> names_;
+  std::string body_;
+};
+
+void write_activation(ScriptWriter& script, const std::string& activation) {
+  if (activation == "softmax") {
+    script.line("x = torch.softmax(x, 1)");
+  } else if (activation != "linear") {
+    script.line(fmt::format("x = torch.{}(x)", activation));  // relu, sigmoid, tanh
+  }
+}
+
+// TensorFlow's "same" padding for a layer whose input map is (height, width, channels).
+std::string same_pads(const KerasLayer& layer, const std::vector<int64_t>& input) {
+  const auto rows = same_padding(input[0], layer.window[0], layer.strides[0]);
+  const auto cols = same_padding(input[1], layer.window[1], layer.strides[1]);
+  return fmt::format("[{}, {}, {}, {}]", cols.before, cols.after, rows.before, rows.after);
+}
+
+void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vector<int64_t>& input,
+                 torch::nn::Module* module) {
+  const auto window = int_list(layer.window[0], layer.window[1]);
+  const auto strides = int_list(layer.strides[0], layer.strides[1]);
+  const bool is_map = input.size() == 3;
+  switch (layer.kind) {
+    case LayerKind::kConv2D: {
+      auto parameters = module->named_parameters(false);
+      const auto weight = script.attribute(layer.name, "weight", parameters["weight"], false);
+      const auto bias = layer.use_bias
+                            ? script.attribute(layer.name, "bias", parameters["bias"], false)
+                            : "None";
+      if (layer.same_padding) {
+        script.line(fmt::format("x = torch.constant_pad_nd(x, {}, 0.0)", same_pads(layer, input)));
+      }
+      script.line(fmt::format("x = torch.conv2d(x, {}, {}, {})", weight, bias, strides));
+      write_activation(script, layer.activation);
+      break;
+    }
+    case LayerKind::kDense: {
+      auto parameters = module->named_parameters(false);
+      const auto weight = script.attribute(layer.name, "weight", parameters["weight"], false);
+      const auto bias = layer.use_bias
+                            ? script.attribute(layer.name, "bias", parameters["bias"], false)
+                            : "None";
+      script.line(fmt::format("x = torch.linear(x, {}, {})", weight, bias));
+      write_activation(script, layer.activation);
+      break;
+    }
+    case LayerKind::kBatchNormalization: {
+      auto parameters = module->named_parameters(false);
+      auto buffers = module->named_buffers(false);
+      const auto gamma = layer.scale ? script.attribute(layer.name, "weight", parameters["weight"],
+                                                        false)
+                                     : "None";
+      const auto beta =
+          layer.center ? script.attribute(layer.name, "bias", parameters["bias"], false) : "None";
+      const auto mean = script.attribute(layer.name, "running_mean", buffers["running_mean"], true);
+      const auto var = script.attribute(layer.name, "running_var", buffers["running_var"], true);
+      script.line(fmt::format("x = torch.batch_norm(x, {}, {}, {}, {}, False, 0.0, {}, True)",
+                              gamma, beta, mean, var, float_literal(layer.epsilon)));
+      break;
+    }
+    case LayerKind::kMaxPooling2D:
+      if (layer.same_padding) {
+        script.line(fmt::format("x = torch.constant_pad_nd(x, {}, float('-inf'))",
+                                same_pads(layer, input)));
+      }
+      script.line(fmt::format("x = torch.max_pool2d(x, {}, {})", window, strides));
+      break;
+    case LayerKind::kAveragePooling2D:
+      if (layer.same_padding) {
+        // TensorFlow leaves the padding out of each average: divide by the real cells counted.
+        const auto pads = same_pads(layer, input);
+        script.line(fmt::format(
+            "cells = torch.avg_pool2d(torch.constant_pad_nd(torch.ones([1, 1, {}, {}], "
+            "dtype=x.dtype, device=x.device), {}, 0.0), {}, {})",
+            input[0], input[1], pads, window, strides));
+        script.line(fmt::format(
+            "x = torch.avg_pool2d(torch.constant_pad_nd(x, {}, 0.0), {}, {}) / cells", pads,
+            window, strides));
+      } else {
+        script.line(fmt::format("x = torch.avg_pool2d(x, {}, {})", window, strides));
+      }
+      break;
+    case LayerKind::kFlatten:
+      // Keras's order: height, width, channel.
+      script.line(is_map ? "x = torch.flatten(torch.permute(x, [0, 2, 3, 1]), 1)"
+                         : "x = torch.flatten(x, 1)");
+      break;
+    case LayerKind::kGlobalAveragePooling2D:
+      script.line("x = torch.mean(x, [2, 3])");
+      break;
+    case LayerKind::kActivation:
+      write_activation(script, layer.activation);
+      break;
+    case LayerKind::kDropout:     // inference: nothing to do
+    case LayerKind::kInputLayer:
+      break;
+  }
+}
+
+}  // namespace
+
+torch::jit::Module torchscript_module(KerasNetwork& network) {
+  torch::jit::Module module("fvc_keras_network");
+  ScriptWriter script(module);
+  const auto& layers = network->layers();
+  for (size_t i = 1; i < layers.size(); ++i) {
+    write_layer(script, layers[i], network->output_shapes()[i - 1],
+                network->layer_module(i).get());
+  }
+  module.define(script.source());
+  module.eval();
+  return module;
+}
+
+}  // namespace fvc::detail

@@ -1,0 +1,15 @@
+#pragma once
+
+#include <torch/script.h>
+
+#include "fvc/keras_network.h"
+
+namespace fvc::detail {
+
+/// A TorchScript module computing what `network` computes in inference mode,
+/// its weights copied to the CPU: parameters named `<layer>_weight`,
+/// `<layer>_bias` (and `_running_mean`, `_running_var`), `forward` written
+/// out layer by layer in TorchScript, so that it runs without fvc.
+torch::jit::Module torchscript_module(KerasNetwork& network);
+
+}  // namespace fvc::detail
