@@ -2,6 +2,10 @@
 
 #include "catch_with_torch.h"
 
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include "keras_weights.h"
 #include "test_support.h"
 
 using fvc::ModelIO;
@@ -28,6 +32,47 @@ bool same_parameters(const fvc::EmotionNet& a, const fvc::EmotionNet& b) {
 
 std::string reference_file(const std::string& name) {
   return std::string(FVC_REFERENCE_DIR) + "/" + name;
+}
+
+fvc::EmotionNet copy_of(const fvc::EmotionNet& model) {
+  fvc::EmotionNet copy(model->options());
+  torch::NoGradGuard no_grad;
+  for (auto& item : copy->named_parameters()) {
+    item.value().copy_(model->named_parameters()[item.key()]);
+  }
+  return copy;
+}
+
+// Writes the layout of keras-vggface's VGG16 "notop" file: conv1_1 .. pool5 and nothing after,
+// random weights in Keras's (rows, cols, in, out) order. Returns the kernels by layer.
+std::map<std::string, torch::Tensor> write_notop_file(const std::string& path,
+                                                      int64_t base_filters) {
+  const int per_block[5] = {2, 2, 3, 3, 3};
+  const int multiplier[5] = {1, 2, 4, 8, 8};
+  std::vector<std::string> names;
+  std::vector<fvc::detail::KerasLayerWeights> weights;
+  std::map<std::string, torch::Tensor> kernels;
+  int64_t channels = 3;
+  for (int block = 0; block < 5; ++block) {
+    for (int i = 0; i < per_block[block]; ++i) {
+      const auto name = fmt::format("conv{}_{}", block + 1, i + 1);
+      const int64_t filters = base_filters * multiplier[block];
+      kernels[name] = torch::randn({3, 3, channels, filters});
+      weights.push_back({name,
+                         {name + "/kernel:0", name + "/bias:0"},
+                         {kernels[name], torch::randn({filters})}});
+      names.push_back(name);
+      channels = filters;
+    }
+    names.push_back(fmt::format("pool{}", block + 1));
+  }
+  fvc::detail::write_keras_weights(path, names, weights, {});
+  return kernels;
+}
+
+// conv1_1's kernel in Keras's layout.
+torch::Tensor keras_conv1_1(const fvc::EmotionNet& model) {
+  return model->backbone->convolutions().front().second->weight.detach().permute({2, 3, 1, 0});
 }
 
 }  // namespace
@@ -182,4 +227,191 @@ TEST_CASE("ModelIO reports an unwritable destination", "[io]") {
                     WeightsError);
   REQUIRE_THROWS_WITH(ModelIO::save_weights(fvc::EmotionNet(small_net_options()), path),
                       Catch::StartsWith(path + ": cannot write HDF5 weights"));
+}
+
+TEST_CASE("ModelIO refuses Keras graphs that are not chains of supported layers", "[io]") {
+  const auto text = ModelIO::architecture_json(fvc::EmotionNet(small_net_options()));
+
+  SECTION("a layer fed by another than its predecessor") {
+    auto changed = text;
+    changed.replace(changed.find(R"([[["conv1_1",0,0,{}]]])"), 22, R"([[["input_1",0,0,{}]]])");
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
+                        R"(m.json: layer 'conv1_2' takes inputs [[["input_1",0,0,{}]]], expected )"
+                        "only layer 'conv1_1': fvc builds chains of layers, not branching graphs "
+                        "or shared layers");
+  }
+  SECTION("a dilated convolution") {
+    auto changed = text;
+    changed.replace(changed.find(R"("dilation_rate":[1,1])"), 21, R"("dilation_rate":[2,2])");
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
+                        "m.json: layer 'conv1_1' has dilation_rate [2,2], expected [1,1]");
+  }
+  SECTION("channels first") {
+    auto changed = text;
+    changed.replace(changed.find(R"("channels_last")"), 15, R"("channels_first")");
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
+                        R"(m.json: layer 'conv1_1' has data_format "channels_first", expected )"
+                        R"("channels_last")");
+  }
+  SECTION("an activation fvc does not compute") {
+    auto changed = text;
+    changed.replace(changed.find(R"("activation":"relu")"), 19, R"("activation":"selu")");
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
+                        R"(m.json: layer 'conv1_1' has activation "selu", expected one of )"
+                        "linear, relu, sigmoid, softmax, tanh");
+  }
+}
+
+TEST_CASE("ModelIO reads a Sequential whose first layer carries the input shape", "[io]") {
+  const std::string text = R"({"class_name": "Sequential", "config": [
+      {"class_name": "Conv2D", "config": {"name": "c", "batch_input_shape": [null, 6, 6, 1],
+       "filters": 2, "kernel_size": [3, 3], "strides": [1, 1], "padding": "valid",
+       "activation": "relu", "use_bias": true}},
+      {"class_name": "AveragePooling2D", "config": {"name": "p", "pool_size": [2, 2],
+       "strides": null, "padding": "valid"}},
+      {"class_name": "GlobalAveragePooling2D", "config": {"name": "g"}},
+      {"class_name": "Dense", "config": {"name": "d", "units": 3, "activation": "softmax"}}]})";
+
+  const auto layers = ModelIO::parse_layers(text, "s.json");
+
+  REQUIRE(layers.size() == 5);
+  CHECK(layers[0].kind == fvc::LayerKind::kInputLayer);
+  CHECK(layers[0].name == "c_input");
+  CHECK(layers[0].input_shape == std::array<int64_t, 3>{6, 6, 1});
+  CHECK(layers[2].strides == std::array<int64_t, 2>{2, 2});  // null strides mean the pool size
+  CHECK(fvc::KerasNetwork(layers)->output_shapes().back() == std::vector<int64_t>{3});
+}
+
+TEST_CASE("ModelIO loads VGGFace notop weights by name into the backbone only", "[io]") {
+  torch::manual_seed(21);
+  TempDir dir;
+  const auto path = dir.path("notop.h5");
+  const auto kernels = write_notop_file(path, 8);
+  fvc::EmotionNet model(small_net_options());
+  const auto before = copy_of(model);
+
+  SECTION("by name") {
+    const auto report =
+        ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true));
+
+    CHECK(report.loaded.size() == 13);
+    CHECK(report.not_in_file == std::vector<std::string>{"fc6", "fc7", "fc8"});
+    CHECK(torch::equal(keras_conv1_1(model), kernels.at("conv1_1")));
+    CHECK(torch::equal(model->head->fc6->weight, before->head->fc6->weight));
+  }
+  SECTION("in Keras's order, which needs every layer") {
+    REQUIRE_THROWS_WITH(ModelIO::load_weights(model, path),
+                        path + ": file has 13 layers with weights (conv1_1, conv1_2, conv2_1, "
+                               "conv2_2, conv3_1, conv3_2, conv3_3, conv4_1, conv4_2, conv4_3, "
+                               "conv5_1, conv5_2, conv5_3), expected 16 for this model (conv1_1, "
+                               "conv1_2, conv2_1, conv2_2, conv3_1, conv3_2, conv3_3, conv4_1, "
+                               "conv4_2, conv4_3, conv5_1, conv5_2, conv5_3, fc6, fc7, fc8); load "
+                               "by name to fill only the layers both have");
+    CHECK(torch::equal(keras_conv1_1(model), keras_conv1_1(before)));
+  }
+}
+
+TEST_CASE("ModelIO by name refuses or skips layers of other shapes", "[io]") {
+  torch::manual_seed(22);
+  TempDir dir;
+  const auto path = dir.path("wide-notop.h5");
+  write_notop_file(path, 16);
+  fvc::EmotionNet model(small_net_options());
+  const auto before = copy_of(model);
+
+  SECTION("refused by default, naming layer, found and expected shapes") {
+    REQUIRE_THROWS_WITH(
+        ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true)),
+        path + ": dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], expected [3,3,3,8]");
+  }
+  SECTION("skipped on request") {
+    const auto report = ModelIO::load_weights(
+        model, path, fvc::WeightLoadOptions().by_name(true).skip_mismatch(true));
+
+    CHECK(report.loaded.empty());
+    REQUIRE(report.skipped.size() == 13);
+    CHECK(report.skipped.front() ==
+          "conv1_1: dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], expected [3,3,3,8]");
+  }
+  CHECK(same_parameters(model, before));
+}
+
+TEST_CASE("ModelIO names a layer whose weight count differs", "[io]") {
+  torch::manual_seed(23);
+  TempDir dir;
+  fvc::EmotionNet model(small_net_options());
+  const auto before = copy_of(model);
+  // The model's own file, with fc7's bias left out.
+  std::vector<std::string> names;
+  std::vector<fvc::detail::KerasLayerWeights> weights;
+  const auto kernels = write_notop_file(dir.path("notop.h5"), 8);
+  for (const auto& [name, kernel] : kernels) {
+    weights.push_back({name, {name + "/kernel:0", name + "/bias:0"},
+                       {kernel, torch::zeros({kernel.size(3)})}});
+    names.push_back(name);
+  }
+  weights.push_back({"fc7", {"fc7/kernel:0"}, {torch::zeros({64, 64})}});
+  names.push_back("fc7");
+  const auto path = dir.path("short.h5");
+  fvc::detail::write_keras_weights(path, names, weights, {});
+
+  REQUIRE_THROWS_WITH(
+      ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true)),
+      path + ": group 'fc7' has 1 weights (fc7/kernel:0), expected 2 (kernel, bias) for layer "
+             "'fc7'");
+  CHECK(same_parameters(model, before));
+}
+
+TEST_CASE("A finetune from imported weights starts from them", "[io][training]") {
+  torch::manual_seed(24);
+  TempDir dir;
+  const auto kernels = write_notop_file(dir.path("notop.h5"), 8);
+  const auto data = fvc::Dataset::synthetic(140, 3);
+  fvc::EmotionNet model(small_net_options());
+  const auto fresh = keras_conv1_1(model).clone();
+
+  ModelIO::load_weights(model, dir.path("notop.h5"), fvc::WeightLoadOptions().by_name(true));
+  fvc::Trainer trainer(model, fvc::TrainerOptions().device("cpu").epochs(1).batch_size(28)
+                                  .learning_rate(1e-4));
+  REQUIRE(torch::equal(keras_conv1_1(model), kernels.at("conv1_1")));
+
+  trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));
+
+  // Training moved the imported kernel a little, and left it far from where it would have begun.
+  const auto trained = keras_conv1_1(model);
+  const double moved = (trained - kernels.at("conv1_1")).abs().max().item<double>();
+  CHECK(moved > 0.0);
+  CHECK(moved < 0.01);
+  CHECK((trained - fresh).abs().max().item<double>() > 1.0);
+}
+
+TEST_CASE("ModelIO writes and reads one model.save file", "[io]") {
+  torch::manual_seed(25);
+  TempDir dir;
+  fvc::EmotionNet model(small_net_options());
+
+  ModelIO::save_model(model, dir.path("model.h5"));
+  CHECK(same_parameters(ModelIO::load(dir.path("model.h5")), model));
+
+  ModelIO::save_weights(model, dir.path("weights.h5"));
+  REQUIRE_THROWS_WITH(ModelIO::load(dir.path("weights.h5")),
+                      dir.path("weights.h5") +
+                          ": attribute 'model_config' is missing, expected a file written by "
+                          "model.save(); a save_weights file needs its architecture JSON as well");
+}
+
+TEST_CASE("ModelIO exports TorchScript that runs without fvc's classes", "[io]") {
+  torch::manual_seed(26);
+  TempDir dir;
+  fvc::EmotionNet model(small_net_options());
+  model->eval();
+
+  ModelIO::export_torchscript(model, dir.path("model.pt"));
+  auto loaded = torch::jit::load(dir.path("model.pt"));
+
+  torch::NoGradGuard no_grad;
+  const auto images = fvc::Dataset::preprocess(fvc::Dataset::synthetic(10, 2).images());
+  const auto scripted = loaded.forward({images}).toTensor();
+  CHECK(torch::allclose(scripted, model->probabilities(images), 1e-5, 1e-7));
+  CHECK(ModelIO::to_network(model)->parameter_count() == model->parameter_count());
 }
