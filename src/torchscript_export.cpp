@@ -66,6 +66,17 @@ void write_activation(ScriptWriter& script, const std::string& activation) {
   }
 }
 
+// The expressions reading a layer's `weight` and `bias`, "None" for one the layer lacks
+// (Conv2D and Dense without bias, BatchNormalization without scale or center).
+std::pair<std::string, std::string> weight_and_bias(ScriptWriter& script, const std::string& layer,
+                                                    torch::nn::Module& module) {
+  const auto parameters = module.named_parameters(/*recurse=*/false);
+  const auto* weight = parameters.find("weight");
+  const auto* bias = parameters.find("bias");
+  return {weight ? script.attribute(layer, "weight", *weight, false) : "None",
+          bias ? script.attribute(layer, "bias", *bias, false) : "None"};
+}
+
 // TensorFlow's "same" padding for a layer whose input map is (height, width, channels).
 std::string same_pads(const KerasLayer& layer, const std::vector<int64_t>& input) {
   const auto rows = same_padding(input[0], layer.window[0], layer.strides[0]);
@@ -80,11 +91,7 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
   const bool is_map = input.size() == 3;
   switch (layer.kind) {
     case LayerKind::kConv2D: {
-      auto parameters = module->named_parameters(false);
-      const auto weight = script.attribute(layer.name, "weight", parameters["weight"], false);
-      const auto bias = layer.use_bias
-                            ? script.attribute(layer.name, "bias", parameters["bias"], false)
-                            : "None";
+      const auto [weight, bias] = weight_and_bias(script, layer.name, *module);
       if (layer.same_padding) {
         script.line(fmt::format("x = torch.constant_pad_nd(x, {}, 0.0)", same_pads(layer, input)));
       }
@@ -93,23 +100,14 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
       break;
     }
     case LayerKind::kDense: {
-      auto parameters = module->named_parameters(false);
-      const auto weight = script.attribute(layer.name, "weight", parameters["weight"], false);
-      const auto bias = layer.use_bias
-                            ? script.attribute(layer.name, "bias", parameters["bias"], false)
-                            : "None";
+      const auto [weight, bias] = weight_and_bias(script, layer.name, *module);
       script.line(fmt::format("x = torch.linear(x, {}, {})", weight, bias));
       write_activation(script, layer.activation);
       break;
     }
     case LayerKind::kBatchNormalization: {
-      auto parameters = module->named_parameters(false);
+      const auto [gamma, beta] = weight_and_bias(script, layer.name, *module);
       auto buffers = module->named_buffers(false);
-      const auto gamma = layer.scale ? script.attribute(layer.name, "weight", parameters["weight"],
-                                                        false)
-                                     : "None";
-      const auto beta =
-          layer.center ? script.attribute(layer.name, "bias", parameters["bias"], false) : "None";
       const auto mean = script.attribute(layer.name, "running_mean", buffers["running_mean"], true);
       const auto var = script.attribute(layer.name, "running_var", buffers["running_var"], true);
       script.line(fmt::format("x = torch.batch_norm(x, {}, {}, {}, {}, False, 0.0, {}, True)",

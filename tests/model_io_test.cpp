@@ -180,13 +180,7 @@ TEST_CASE("ModelIO refuses broken weight files and leaves the model unchanged", 
   torch::manual_seed(8);
   TempDir dir;
   fvc::EmotionNet model(small_net_options());
-  const fvc::EmotionNet snapshot(small_net_options());
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& item : snapshot->named_parameters()) {
-      item.value().copy_(model->named_parameters()[item.key()]);
-    }
-  }
+  const auto snapshot = copy_of(model);
 
   SECTION("missing file") {
     const auto path = dir.path("absent.h5");
