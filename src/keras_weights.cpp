@@ -44,7 +44,7 @@ void write_string(H5::H5Object& object, const char* name, const std::string& val
   attribute.write(type, value.c_str());
 }
 
-// Reads a string attribute, scalar or array, fixed- or variable-length.
+// Reads a string attribute, scalar or array, fixed- or variable-length, or raw bytes.
 // Keras writes an empty float array where a layer has no weights: that reads as no strings.
 std::vector<std::string> read_string_list(const H5::H5Object& object, const char* name,
                                           const std::string& where) {
@@ -54,7 +54,16 @@ std::vector<std::string> read_string_list(const H5::H5Object& object, const char
   if (count == 0) {
     return {};  // HDF5 refuses to read into the null buffer of an empty list
   }
-  if (attribute.getTypeClass() != H5T_STRING) {
+  const auto type_class = attribute.getTypeClass();
+  if (type_class == H5T_OPAQUE ||
+      (type_class == H5T_INTEGER && attribute.getDataType().getSize() == 1)) {
+    // One string stored as raw bytes (numpy uint8 or void) rather than as an HDF5 string.
+    std::string bytes(count * attribute.getDataType().getSize(), '\0');
+    attribute.read(attribute.getDataType(), bytes.data());
+    bytes.erase(std::find(bytes.begin(), bytes.end(), '\0'), bytes.end());
+    return {bytes};
+  }
+  if (type_class != H5T_STRING) {
     throw WeightsError(
         fmt::format("{}: attribute '{}' holds numbers, expected strings", where, name));
   }

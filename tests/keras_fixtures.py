@@ -12,7 +12,8 @@ Each is stored several ways that Keras loads to the same model: save_weights
 (NAME.json + NAME.h5) or model.save (one NAME.h5 with /model_weights and a
 model_config attribute), backend 'tensorflow' or 'theano' (every Conv2D kernel
 turned by 180 degrees, which Keras undoes on loading), and string attributes as
-fixed-length bytes or as variable-length str.
+fixed-length bytes or as variable-length str (and in one case single strings
+as plain uint8 byte arrays).
 
 The expected outputs come from a numpy float64 forward pass that convolves
 directly, loop by loop over the kernel offsets, following Keras' definition of
@@ -307,31 +308,34 @@ def check_controls(tiny, functional):
 
 # ---------------------------------------------------------------- writing files
 
-def set_text(node, key, text, vlen):
-    if vlen:
+def set_text(node, key, text, strings):
+    if strings == "vlen":
         node.attrs.create(key, text, dtype=h5py.special_dtype(vlen=str))
+    elif strings == "raw":
+        # A plain byte array, as tools other than Keras sometimes leave a single string.
+        node.attrs[key] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     else:
         node.attrs[key] = np.bytes_(text.encode("utf-8"))
 
 
-def set_text_list(node, key, texts, vlen):
-    if vlen:
+def set_text_list(node, key, texts, strings):
+    if strings == "vlen":
         node.attrs.create(key, texts, dtype=h5py.special_dtype(vlen=str))
     else:
         node.attrs[key] = np.array([t.encode("utf-8") for t in texts], dtype=np.bytes_)
 
 
-def write_weights(group, network, backend, vlen):
+def write_weights(group, network, backend, strings):
     """Keras 2's save_weights_to_hdf5_group, into a file's root or /model_weights."""
-    set_text_list(group, "layer_names", [layer_name(spec) for spec in network.layers], vlen)
-    set_text(group, "backend", backend, vlen)
-    set_text(group, "keras_version", KERAS_VERSION, vlen)
+    set_text_list(group, "layer_names", [layer_name(spec) for spec in network.layers], strings)
+    set_text(group, "backend", backend, strings)
+    set_text(group, "keras_version", KERAS_VERSION, strings)
     for spec in network.layers:
         name = layer_name(spec)
         layer_group = group.create_group(name)
         names = network.weight_names(name)
         if names:
-            set_text_list(layer_group, "weight_names", names, vlen)
+            set_text_list(layer_group, "weight_names", names, strings)
         else:
             # Keras assigns an empty list, which h5py stores as an empty float64 array.
             layer_group.attrs["weight_names"] = np.zeros(0, dtype=np.float64)
@@ -362,7 +366,6 @@ def model_config(network):
 
 def write_case(folder, network, storage, backend, strings):
     name = f"{network.name}-{storage}-{backend}-{strings}"
-    vlen = strings == "vlen"
     config = model_config(network)
     weights_file = folder / f"{name}.h5"
     architecture = None
@@ -372,12 +375,12 @@ def write_case(folder, network, storage, backend, strings):
             architecture = f"{name}.json"
             text = json.dumps({**config, "keras_version": KERAS_VERSION, "backend": backend})
             (folder / architecture).write_text(text)
-            write_weights(out, network, backend, vlen)
+            write_weights(out, network, backend, strings)
         else:
-            set_text(out, "model_config", json.dumps(config), vlen)
-            set_text(out, "keras_version", KERAS_VERSION, vlen)
-            set_text(out, "backend", backend, vlen)
-            write_weights(out.create_group("model_weights"), network, backend, vlen)
+            set_text(out, "model_config", json.dumps(config), strings)
+            set_text(out, "keras_version", KERAS_VERSION, strings)
+            set_text(out, "backend", backend, strings)
+            write_weights(out.create_group("model_weights"), network, backend, strings)
     # float32 values printed as Python floats read back exactly as the same float32.
     return {"name": name, "architecture": architecture, "weights": weights_file.name,
             "input": network.images.tolist()}
@@ -388,7 +391,8 @@ def case_plan():
     tiny = [("tiny", *options) for options in itertools.product(
         ("weights", "model"), ("tensorflow", "theano"), ("bytes", "vlen"))]
     return tiny + [("functional", "weights", "tensorflow", "bytes"),
-                   ("functional", "model", "theano", "vlen")]
+                   ("functional", "model", "theano", "vlen"),
+                   ("functional", "model", "theano", "raw")]
 
 
 def write_fixtures(folder):
