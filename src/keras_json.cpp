@@ -39,10 +39,9 @@ Json initializer(const std::string& class_name, Json config = Json::object()) {
 }
 
 Json glorot_uniform() {
-  return initializer("VarianceScaling", {{"scale", 1.0},
-                                         {"mode", "fan_avg"},
-                                         {"distribution", "uniform"},
-                                         {"seed", nullptr}});
+  return initializer(
+      "VarianceScaling",
+      {{"scale", 1.0}, {"mode", "fan_avg"}, {"distribution", "uniform"}, {"seed", nullptr}});
 }
 
 // The settings that decide what a layer computes, under Keras's keys and in its order.
@@ -53,7 +52,7 @@ Json settings(const KerasLayer& layer) {
       return {{"batch_input_shape",
                {nullptr, layer.input_shape[0], layer.input_shape[1], layer.input_shape[2]}}};
     case LayerKind::kConv2D:
-      return {{"filters", layer.units},       {"kernel_size", pair(layer.window)},
+      return {{"filters", layer.units},         {"kernel_size", pair(layer.window)},
               {"strides", pair(layer.strides)}, {"padding", padding},
               {"data_format", "channels_last"}, {"dilation_rate", {1, 1}},
               {"activation", layer.activation}, {"use_bias", layer.use_bias}};
@@ -64,7 +63,8 @@ Json settings(const KerasLayer& layer) {
               {"strides", pair(layer.strides)},
               {"data_format", "channels_last"}};
     case LayerKind::kDense:
-      return {{"units", layer.units}, {"activation", layer.activation}, {"use_bias", layer.use_bias}};
+      return {
+          {"units", layer.units}, {"activation", layer.activation}, {"use_bias", layer.use_bias}};
     case LayerKind::kDropout:
       return {{"rate", layer.rate}};
     case LayerKind::kActivation:
@@ -217,8 +217,8 @@ void read_input_shape(const ConfigReader& reader, const Json& config, KerasLayer
 void read_window(const ConfigReader& reader, const char* size_key, KerasLayer& layer) {
   layer.window = reader.size_pair(size_key, {2, 2});
   // Pooling layers write strides null to mean "the pool size".
-  const auto default_strides = layer.kind == LayerKind::kConv2D ? std::array<int64_t, 2>{1, 1}
-                                                                : layer.window;
+  const auto default_strides =
+      layer.kind == LayerKind::kConv2D ? std::array<int64_t, 2>{1, 1} : layer.window;
   layer.strides = reader.size_pair("strides", default_strides);
   layer.same_padding = reader.choice("padding", {"same", "valid"}, "valid") == "same";
   reader.require("data_format", "channels_last");
@@ -292,9 +292,10 @@ KerasLayer read_layer(const Json& entry, bool flat, const std::string& source) {
     for (const auto& item : kKinds) {
       known.push_back(item.first);
     }
-    throw WeightsError(fmt::format("{}: layer '{}' has class '{}', which fvc cannot build; "
-                                   "expected one of {}",
-                                   source, layer.name, class_name, fmt::join(known, ", ")));
+    throw WeightsError(
+        fmt::format("{}: layer '{}' has class '{}', which fvc cannot build; "
+                    "expected one of {}",
+                    source, layer.name, class_name, fmt::join(known, ", ")));
   }
   layer.kind = kind->second;
   const Json& config = entry.at("config");
@@ -310,8 +311,8 @@ void check_chain(const Json& entries, const std::string& source) {
     const std::string name = layer_name(entries[i]);
     if (i == 0) {
       if (!nodes.empty()) {
-        throw WeightsError(fmt::format("{}: first layer '{}' has inputs, expected an InputLayer",
-                                       source, name));
+        throw WeightsError(
+            fmt::format("{}: first layer '{}' has inputs, expected an InputLayer", source, name));
       }
       continue;
     }
@@ -364,9 +365,10 @@ std::vector<KerasLayer> read_layers(const Json& model, const std::string& source
     flat = flat || kind == LayerKind::kFlatten || kind == LayerKind::kDense ||
            kind == LayerKind::kGlobalAveragePooling2D;
     if (kind == LayerKind::kInputLayer && layers.size() > 1) {
-      throw WeightsError(fmt::format("{}: layer '{}' is an InputLayer after the first layer, "
-                                     "expected one input",
-                                     source, layers.back().name));
+      throw WeightsError(
+          fmt::format("{}: layer '{}' is an InputLayer after the first layer, "
+                      "expected one input",
+                      source, layers.back().name));
     }
   }
   return layers;
@@ -412,8 +414,8 @@ EmotionNetOptions emotion_net_options(const std::vector<KerasLayer>& layers,
   EmotionNetOptions options;
   const auto& input = layers.front().input_shape;
   if (input[0] != input[1]) {
-    throw WeightsError(fmt::format("{}: input is {}x{}, expected a square image", source,
-                                   input[0], input[1]));
+    throw WeightsError(
+        fmt::format("{}: input is {}x{}, expected a square image", source, input[0], input[1]));
   }
   options.input_side(input[0]).backbone().in_channels(input[2]);
   if (layers.size() > 1 && layers[1].kind == LayerKind::kConv2D) {
@@ -437,8 +439,8 @@ EmotionNetOptions emotion_net_options(const std::vector<KerasLayer>& layers,
     }
     const KerasLayer& found = layers[i];
     if (i >= expected.size()) {
-      throw WeightsError(fmt::format("{}: layer '{}' (class {}) follows fc8, expected none",
-                                     source, found.name, found.class_name()));
+      throw WeightsError(fmt::format("{}: layer '{}' (class {}) follows fc8, expected none", source,
+                                     found.name, found.class_name()));
     }
     KerasLayer& wanted = expected[i];
     if (found.kind != wanted.kind || found.name != wanted.name) {

@@ -67,9 +67,9 @@ void check_settings(const KerasLayer& layer) {
                         layer.kind == LayerKind::kAveragePooling2D;
   if (windowed && (layer.window[0] < 1 || layer.window[1] < 1 || layer.strides[0] < 1 ||
                    layer.strides[1] < 1)) {
-    refuse(layer, fmt::format("window {}x{} with strides {}x{}, expected positive sizes",
-                              layer.window[0], layer.window[1], layer.strides[0],
-                              layer.strides[1]));
+    refuse(layer,
+           fmt::format("window {}x{} with strides {}x{}, expected positive sizes", layer.window[0],
+                       layer.window[1], layer.strides[0], layer.strides[1]));
   }
   if ((layer.kind == LayerKind::kConv2D || layer.kind == LayerKind::kDense) && layer.units < 1) {
     refuse(layer, fmt::format("{} units, expected at least 1", layer.units));
@@ -137,9 +137,9 @@ Shape output_shape(const KerasLayer& layer, const Shape& input) {
 std::shared_ptr<torch::nn::Module> make_module(const KerasLayer& layer, const Shape& input) {
   torch::NoGradGuard no_grad;
   if (layer.kind == LayerKind::kConv2D) {
-    auto options = torch::nn::Conv2dOptions(input.back(), layer.units,
-                                            {layer.window[0], layer.window[1]})
-                       .bias(layer.use_bias);
+    auto options =
+        torch::nn::Conv2dOptions(input.back(), layer.units, {layer.window[0], layer.window[1]})
+            .bias(layer.use_bias);
     torch::nn::Conv2d conv(options);
     torch::nn::init::xavier_uniform_(conv->weight);  // Keras's default, not LibTorch's
     if (layer.use_bias) {
@@ -227,16 +227,26 @@ torch::Tensor average_pool(const KerasLayer& layer, torch::Tensor x) {
 
 std::string KerasLayer::class_name() const {
   switch (kind) {
-    case LayerKind::kInputLayer: return "InputLayer";
-    case LayerKind::kConv2D: return "Conv2D";
-    case LayerKind::kMaxPooling2D: return "MaxPooling2D";
-    case LayerKind::kAveragePooling2D: return "AveragePooling2D";
-    case LayerKind::kFlatten: return "Flatten";
-    case LayerKind::kDense: return "Dense";
-    case LayerKind::kDropout: return "Dropout";
-    case LayerKind::kActivation: return "Activation";
-    case LayerKind::kBatchNormalization: return "BatchNormalization";
-    case LayerKind::kGlobalAveragePooling2D: return "GlobalAveragePooling2D";
+    case LayerKind::kInputLayer:
+      return "InputLayer";
+    case LayerKind::kConv2D:
+      return "Conv2D";
+    case LayerKind::kMaxPooling2D:
+      return "MaxPooling2D";
+    case LayerKind::kAveragePooling2D:
+      return "AveragePooling2D";
+    case LayerKind::kFlatten:
+      return "Flatten";
+    case LayerKind::kDense:
+      return "Dense";
+    case LayerKind::kDropout:
+      return "Dropout";
+    case LayerKind::kActivation:
+      return "Activation";
+    case LayerKind::kBatchNormalization:
+      return "BatchNormalization";
+    case LayerKind::kGlobalAveragePooling2D:
+      return "GlobalAveragePooling2D";
   }
   return "?";
 }
@@ -350,20 +360,30 @@ std::vector<LayerSummary> KerasNetworkImpl::summary_rows() const {
 }
 
 std::string KerasNetworkImpl::summary() const {
-  const std::string rule(65, '_');
-  const std::string double_rule(65, '=');
-  std::string text = rule + "\n";
-  text += fmt::format("{:<29}{:<26}{:<10}\n", "Layer (type)", "Output Shape", "Param #");
-  text += double_rule + "\n";
+  // Keras's columns, widened where a name or shape would run into the next one.
+  const auto rows = summary_rows();
+  size_t label_width = 29;
+  size_t shape_width = 26;
+  for (const auto& row : rows) {
+    label_width = std::max(label_width, row.name.size() + row.class_name.size() + 4);
+    shape_width = std::max(shape_width, shape_text(row.output_shape).size() + 1);
+  }
+  const std::string rule(label_width + shape_width + 10, '_');
+  const std::string double_rule(rule.size(), '=');
+  const auto table_row = [&](const std::string& label, const std::string& shape,
+                             const std::string& count) {
+    return fmt::format("{:<{}}{:<{}}{}\n", label, label_width, shape, shape_width, count);
+  };
 
+  std::string text = rule + "\n" + table_row("Layer (type)", "Output Shape", "Param #");
+  text += double_rule + "\n";
   int64_t trainable = 0;
   int64_t fixed = 0;
-  const auto rows = summary_rows();
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& row = rows[i];
-    const auto label = fmt::format("{} ({})", row.name, row.class_name);
-    text += fmt::format("{:<29}{:<26}{:<10}\n", label, shape_text(row.output_shape),
-                        row.trainable_parameters + row.fixed_parameters);
+    text +=
+        table_row(fmt::format("{} ({})", row.name, row.class_name), shape_text(row.output_shape),
+                  std::to_string(row.trainable_parameters + row.fixed_parameters));
     text += (i + 1 < rows.size() ? rule : double_rule) + "\n";
     trainable += row.trainable_parameters;
     fixed += row.fixed_parameters;
@@ -371,8 +391,7 @@ std::string KerasNetworkImpl::summary() const {
   text += "Total params: " + with_commas(trainable + fixed) + "\n";
   text += "Trainable params: " + with_commas(trainable) + "\n";
   text += "Non-trainable params: " + with_commas(fixed) + "\n";
-  text += rule + "\n";
-  return text;
+  return text + rule + "\n";
 }
 
 int64_t KerasNetworkImpl::parameter_count() const {

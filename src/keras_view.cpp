@@ -84,7 +84,7 @@ std::vector<BoundLayer> bind_layers(EmotionNet& model) {
       }
       layout = KerasLayout::kConvKernel;
     } else if (layer.kind == LayerKind::kDense) {
-      module = layer.name == "fc6" ? static_cast<torch::nn::Module*>(head.fc6.ptr().get())
+      module = layer.name == "fc6"   ? static_cast<torch::nn::Module*>(head.fc6.ptr().get())
                : layer.name == "fc7" ? head.fc7.ptr().get()
                                      : head.fc8.ptr().get();
       layout = layer.name == "fc6" ? KerasLayout::kChannelFirstDense : KerasLayout::kDenseKernel;
@@ -93,8 +93,8 @@ std::vector<BoundLayer> bind_layers(EmotionNet& model) {
       continue;
     }
     auto parameters = module->named_parameters(/*recurse=*/false);
-    weights.push_back({"kernel", parameters["weight"], layout,
-                       {model->backbone->out_channels(), side, side}});
+    weights.push_back(
+        {"kernel", parameters["weight"], layout, {model->backbone->out_channels(), side, side}});
     weights.push_back({"bias", parameters["bias"], KerasLayout::kVector, {0, 0, 0}});
   }
   return bound;

@@ -13,11 +13,11 @@ namespace fvc::detail {
 
 /// How a LibTorch tensor is laid out in a Keras file.
 enum class KerasLayout {
-  kVector,              ///< biases, BatchNormalization vectors: the same
-  kConvKernel,          ///< LibTorch (out, in, rows, cols), Keras (rows, cols, in, out)
-  kDenseKernel,         ///< LibTorch (out, in), Keras (in, out)
-  kChannelFirstDense,   ///< a Dense after LibTorch's channel-first Flatten of a (C, H, W) map:
-                        ///< Keras orders its inputs (H, W, C)
+  kVector,             ///< biases, BatchNormalization vectors: the same
+  kConvKernel,         ///< LibTorch (out, in, rows, cols), Keras (rows, cols, in, out)
+  kDenseKernel,        ///< LibTorch (out, in), Keras (in, out)
+  kChannelFirstDense,  ///< a Dense after LibTorch's channel-first Flatten of a (C, H, W) map:
+                       ///< Keras orders its inputs (H, W, C)
 };
 
 /// One weight of a layer: the live LibTorch tensor and how Keras stores it.

@@ -188,7 +188,8 @@ void KerasWeightsFile::open() {
   }
   file_.openFile(path_, H5F_ACC_RDONLY);
   // model.save() puts the save_weights layout under this group.
-  root_ = file_.nameExists("model_weights") ? file_.openGroup("model_weights") : file_.openGroup("/");
+  root_ =
+      file_.nameExists("model_weights") ? file_.openGroup("model_weights") : file_.openGroup("/");
 }
 
 void KerasWeightsFile::read_root_attributes() {
@@ -236,9 +237,10 @@ void KerasWeightsFile::read_index() {
     for (const auto& weight_name : read_string_list(group, "weight_names", path_)) {
       const std::string where = fmt::format("{}/{}", name, weight_name);
       if (!group.nameExists(weight_name)) {
-        throw WeightsError(fmt::format("{}: dataset '{}' is missing, expected the weight that "
-                                       "weight_names lists",
-                                       path_, where));
+        throw WeightsError(
+            fmt::format("{}: dataset '{}' is missing, expected the weight that "
+                        "weight_names lists",
+                        path_, where));
       }
       H5::DataSet dataset = group.openDataSet(weight_name);
       if (dataset.getTypeClass() != H5T_FLOAT) {

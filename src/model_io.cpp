@@ -103,9 +103,9 @@ std::vector<Pairing> pair_in_order(const std::vector<const BoundLayer*>& model,
   return pairs;
 }
 
+// Model layers the file lacks get no file layer: they are kept as they are.
 std::vector<Pairing> pair_by_name(const std::vector<const BoundLayer*>& model,
-                                  const detail::KerasWeightsFile& file,
-                                  WeightLoadReport& report) {
+                                  const detail::KerasWeightsFile& file) {
   std::map<std::string, const StoredLayer*> stored;
   for (const auto& layer : file.weighted_layers()) {
     stored[layer.name] = &layer;
@@ -113,11 +113,7 @@ std::vector<Pairing> pair_by_name(const std::vector<const BoundLayer*>& model,
   std::vector<Pairing> pairs;
   for (const auto* layer : model) {
     const auto found = stored.find(layer->layer.name);
-    if (found == stored.end()) {
-      report.not_in_file.push_back(layer->layer.name);
-    } else {
-      pairs.push_back({layer, found->second});
-    }
+    pairs.push_back({layer, found == stored.end() ? nullptr : found->second});
   }
   return pairs;
 }
@@ -149,17 +145,21 @@ WeightLoadReport load_bound(const std::vector<BoundLayer>& bound, const std::str
   const detail::KerasWeightsFile file(path, ModelIO::kFormatVersion);
   WeightLoadReport report;
   const auto model_layers = weighted(bound);
-  const auto pairs = options.by_name() ? pair_by_name(model_layers, file, report)
-                                       : pair_in_order(model_layers, file);
+  const auto pairs =
+      options.by_name() ? pair_by_name(model_layers, file) : pair_in_order(model_layers, file);
 
   // Read and convert everything first: a failure on the way leaves the model untouched.
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // target, source
   for (const auto& pair : pairs) {
+    if (pair.file == nullptr) {
+      report.kept.push_back({pair.model->layer.name, "not in the file"});
+      continue;
+    }
     if (const auto why = mismatch(pair); !why.empty()) {
       if (!options.skip_mismatch()) {
         throw WeightsError(fmt::format("{}: {}", path, why));
       }
-      report.skipped.push_back(fmt::format("{}: {}", pair.model->layer.name, why));
+      report.kept.push_back({pair.model->layer.name, why});
       continue;
     }
     for (size_t i = 0; i < pair.model->weights.size(); ++i) {
@@ -253,8 +253,7 @@ void ModelIO::save_model(KerasNetwork model, const std::string& model_path) {
   write_weights(detail::bind_layers(model), model_path, architecture_json(model));
 }
 
-KerasNetwork ModelIO::load_network(const std::string& json_path,
-                                   const std::string& weights_path) {
+KerasNetwork ModelIO::load_network(const std::string& json_path, const std::string& weights_path) {
   KerasNetwork model = build_network(read_text_file(json_path), json_path);
   load_weights(model, weights_path);
   return model;

@@ -125,13 +125,13 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
       if (layer.same_padding) {
         // TensorFlow leaves the padding out of each average: divide by the real cells counted.
         const auto pads = same_pads(layer, input);
-        script.line(fmt::format(
-            "cells = torch.avg_pool2d(torch.constant_pad_nd(torch.ones([1, 1, {}, {}], "
-            "dtype=x.dtype, device=x.device), {}, 0.0), {}, {})",
-            input[0], input[1], pads, window, strides));
-        script.line(fmt::format(
-            "x = torch.avg_pool2d(torch.constant_pad_nd(x, {}, 0.0), {}, {}) / cells", pads,
-            window, strides));
+        script.line(
+            fmt::format("cells = torch.avg_pool2d(torch.constant_pad_nd(torch.ones([1, 1, {}, {}], "
+                        "dtype=x.dtype, device=x.device), {}, 0.0), {}, {})",
+                        input[0], input[1], pads, window, strides));
+        script.line(
+            fmt::format("x = torch.avg_pool2d(torch.constant_pad_nd(x, {}, 0.0), {}, {}) / cells",
+                        pads, window, strides));
       } else {
         script.line(fmt::format("x = torch.avg_pool2d(x, {}, {})", window, strides));
       }
@@ -147,7 +147,7 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
     case LayerKind::kActivation:
       write_activation(script, layer.activation);
       break;
-    case LayerKind::kDropout:     // inference: nothing to do
+    case LayerKind::kDropout:  // inference: nothing to do
     case LayerKind::kInputLayer:
       break;
   }
@@ -160,8 +160,7 @@ torch::jit::Module torchscript_module(KerasNetwork& network) {
   ScriptWriter script(module);
   const auto& layers = network->layers();
   for (size_t i = 1; i < layers.size(); ++i) {
-    write_layer(script, layers[i], network->output_shapes()[i - 1],
-                network->layer_module(i).get());
+    write_layer(script, layers[i], network->output_shapes()[i - 1], network->layer_module(i).get());
   }
   module.define(script.source());
   module.eval();

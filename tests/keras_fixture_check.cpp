@@ -8,9 +8,9 @@
 #include <fstream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <fvc/fvc.h>
 
@@ -28,10 +28,9 @@ Json read_json(const fs::path& path) {
 // Keras's (N, H, W, C) nested lists to LibTorch's (N, C, H, W).
 torch::Tensor images_from(const Json& nested) {
   const auto images = nested.get<Images>();
-  auto tensor = torch::empty({static_cast<int64_t>(images.size()),
-                              static_cast<int64_t>(images[0].size()),
-                              static_cast<int64_t>(images[0][0].size()),
-                              static_cast<int64_t>(images[0][0][0].size())});
+  auto tensor = torch::empty(
+      {static_cast<int64_t>(images.size()), static_cast<int64_t>(images[0].size()),
+       static_cast<int64_t>(images[0][0].size()), static_cast<int64_t>(images[0][0][0].size())});
   auto access = tensor.accessor<float, 4>();
   for (int64_t n = 0; n < tensor.size(0); ++n) {
     for (int64_t h = 0; h < tensor.size(1); ++h) {

@@ -67,7 +67,10 @@ TEST_CASE("KerasNetwork builds the study's plain CNN from model_CNN.json", "[mod
   CHECK(network->output_shapes().back() == std::vector<int64_t>{7});
   CHECK(network->output_shapes()[7] == std::vector<int64_t>{10368});  // flatten_4 of 9x9x128
   const auto summary = network->summary();
-  CHECK_THAT(summary, Catch::Contains("conv2d_14 (Conv2D)           (None, 46, 46, 64)        640"));
+  CHECK_THAT(summary,
+             Catch::Contains("conv2d_14 (Conv2D)             (None, 46, 46, 64)        640\n"));
+  // The first column widens to fit the longest layer, max_pooling2d_7 (MaxPooling2D).
+  CHECK_THAT(summary, Catch::Contains("max_pooling2d_7 (MaxPooling2D) (None, 22, 22, 64)"));
   CHECK_THAT(summary, Catch::Contains("Total params: 11,933,639"));
 
   torch::NoGradGuard no_grad;
@@ -168,15 +171,15 @@ TEST_CASE("KerasNetwork refuses a chain it cannot compute, naming the layer", "[
   SECTION("an activation Keras has but fvc does not") {
     REQUIRE_THROWS_WITH(
         build({input(2, 2, 1), conv("c", 1, 1, 1, false), layer_of(LayerKind::kFlatten, "f"),
-                      dense("d", 2, "elu")}),
+               dense("d", 2, "elu")}),
         "layer 'd' (Dense): activation 'elu', expected one of linear, relu, sigmoid, softmax, "
         "tanh");
   }
   SECTION("two layers of one name") {
-    REQUIRE_THROWS_WITH(build({input(2, 2, 1), conv("c", 1, 1, 1, false),
-                                      conv("c", 1, 1, 1, false)}),
-                        "layer 'c' (Conv2D): the name is empty or used twice, expected unique "
-                        "layer names");
+    REQUIRE_THROWS_WITH(
+        build({input(2, 2, 1), conv("c", 1, 1, 1, false), conv("c", 1, 1, 1, false)}),
+        "layer 'c' (Conv2D): the name is empty or used twice, expected unique "
+        "layer names");
   }
   SECTION("images of another shape") {
     auto network = build({input(4, 4, 1), layer_of(LayerKind::kFlatten, "f")});

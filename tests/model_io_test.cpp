@@ -58,9 +58,8 @@ std::map<std::string, torch::Tensor> write_notop_file(const std::string& path,
       const auto name = fmt::format("conv{}_{}", block + 1, i + 1);
       const int64_t filters = base_filters * multiplier[block];
       kernels[name] = torch::randn({3, 3, channels, filters});
-      weights.push_back({name,
-                         {name + "/kernel:0", name + "/bias:0"},
-                         {kernels[name], torch::randn({filters})}});
+      weights.push_back(
+          {name, {name + "/kernel:0", name + "/bias:0"}, {kernels[name], torch::randn({filters})}});
       names.push_back(name);
       channels = filters;
     }
@@ -285,22 +284,25 @@ TEST_CASE("ModelIO loads VGGFace notop weights by name into the backbone only", 
   const auto before = copy_of(model);
 
   SECTION("by name") {
-    const auto report =
-        ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true));
+    const auto report = ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true));
 
     CHECK(report.loaded.size() == 13);
-    CHECK(report.not_in_file == std::vector<std::string>{"fc6", "fc7", "fc8"});
+    REQUIRE(report.kept.size() == 3);
+    CHECK(report.kept[0].layer == "fc6");
+    CHECK(report.kept[2].layer == "fc8");
+    CHECK(report.kept[2].reason == "not in the file");
     CHECK(torch::equal(keras_conv1_1(model), kernels.at("conv1_1")));
     CHECK(torch::equal(model->head->fc6->weight, before->head->fc6->weight));
   }
   SECTION("in Keras's order, which needs every layer") {
     REQUIRE_THROWS_WITH(ModelIO::load_weights(model, path),
-                        path + ": file has 13 layers with weights (conv1_1, conv1_2, conv2_1, "
-                               "conv2_2, conv3_1, conv3_2, conv3_3, conv4_1, conv4_2, conv4_3, "
-                               "conv5_1, conv5_2, conv5_3), expected 16 for this model (conv1_1, "
-                               "conv1_2, conv2_1, conv2_2, conv3_1, conv3_2, conv3_3, conv4_1, "
-                               "conv4_2, conv4_3, conv5_1, conv5_2, conv5_3, fc6, fc7, fc8); load "
-                               "by name to fill only the layers both have");
+                        path +
+                            ": file has 13 layers with weights (conv1_1, conv1_2, conv2_1, "
+                            "conv2_2, conv3_1, conv3_2, conv3_3, conv4_1, conv4_2, conv4_3, "
+                            "conv5_1, conv5_2, conv5_3), expected 16 for this model (conv1_1, "
+                            "conv1_2, conv2_1, conv2_2, conv3_1, conv3_2, conv3_3, conv4_1, "
+                            "conv4_2, conv4_3, conv5_1, conv5_2, conv5_3, fc6, fc7, fc8); load "
+                            "by name to fill only the layers both have");
     CHECK(torch::equal(keras_conv1_1(model), keras_conv1_1(before)));
   }
 }
@@ -323,9 +325,11 @@ TEST_CASE("ModelIO by name refuses or skips layers of other shapes", "[io]") {
         model, path, fvc::WeightLoadOptions().by_name(true).skip_mismatch(true));
 
     CHECK(report.loaded.empty());
-    REQUIRE(report.skipped.size() == 13);
-    CHECK(report.skipped.front() ==
-          "conv1_1: dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], expected [3,3,3,8]");
+    REQUIRE(report.kept.size() == 16);
+    CHECK(report.kept.front().layer == "conv1_1");
+    CHECK(report.kept.front().reason ==
+          "dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], expected [3,3,3,8]");
+    CHECK(report.kept.back().reason == "not in the file");
   }
   CHECK(same_parameters(model, before));
 }
@@ -340,8 +344,8 @@ TEST_CASE("ModelIO names a layer whose weight count differs", "[io]") {
   std::vector<fvc::detail::KerasLayerWeights> weights;
   const auto kernels = write_notop_file(dir.path("notop.h5"), 8);
   for (const auto& [name, kernel] : kernels) {
-    weights.push_back({name, {name + "/kernel:0", name + "/bias:0"},
-                       {kernel, torch::zeros({kernel.size(3)})}});
+    weights.push_back(
+        {name, {name + "/kernel:0", name + "/bias:0"}, {kernel, torch::zeros({kernel.size(3)})}});
     names.push_back(name);
   }
   weights.push_back({"fc7", {"fc7/kernel:0"}, {torch::zeros({64, 64})}});
@@ -351,8 +355,9 @@ TEST_CASE("ModelIO names a layer whose weight count differs", "[io]") {
 
   REQUIRE_THROWS_WITH(
       ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true)),
-      path + ": group 'fc7' has 1 weights (fc7/kernel:0), expected 2 (kernel, bias) for layer "
-             "'fc7'");
+      path +
+          ": group 'fc7' has 1 weights (fc7/kernel:0), expected 2 (kernel, bias) for layer "
+          "'fc7'");
   CHECK(same_parameters(model, before));
 }
 
@@ -365,8 +370,8 @@ TEST_CASE("A finetune from imported weights starts from them", "[io][training]")
   const auto fresh = keras_conv1_1(model).clone();
 
   ModelIO::load_weights(model, dir.path("notop.h5"), fvc::WeightLoadOptions().by_name(true));
-  fvc::Trainer trainer(model, fvc::TrainerOptions().device("cpu").epochs(1).batch_size(28)
-                                  .learning_rate(1e-4));
+  fvc::Trainer trainer(
+      model, fvc::TrainerOptions().device("cpu").epochs(1).batch_size(28).learning_rate(1e-4));
   REQUIRE(torch::equal(keras_conv1_1(model), kernels.at("conv1_1")));
 
   trainer.fit(data.split(fvc::Split::kTraining), data.split(fvc::Split::kPublicTest));

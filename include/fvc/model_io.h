@@ -24,14 +24,21 @@ struct WeightLoadOptions {
   TORCH_ARG(bool, skip_mismatch) = false;
 };
 
-/// What `ModelIO::load_weights` did, layer by layer.
+/// A model layer `ModelIO::load_weights` left as it was, and why.
+struct KeptLayer {
+  std::string layer;
+  /// "not in the file", or the mismatch `skip_mismatch` let pass, e.g.
+  /// "dataset 'conv1_1/conv1_1/kernel:0' has shape [3,3,3,16], expected [3,3,3,8]".
+  std::string reason;
+};
+
+/// What `ModelIO::load_weights` did. Both lists follow the model's layer order.
 struct WeightLoadReport {
   /// Model layers filled from the file.
   std::vector<std::string> loaded;
-  /// Model layers left alone by `skip_mismatch`, each "name: why".
-  std::vector<std::string> skipped;
-  /// With `by_name`: model layers with weights that the file does not have.
-  std::vector<std::string> not_in_file;
+  /// Model layers with weights left alone: absent from the file (with
+  /// `by_name`) or mismatched (with `skip_mismatch`).
+  std::vector<KeptLayer> kept;
 };
 
 /// Reads and writes models in Keras 2's formats: the architecture as
