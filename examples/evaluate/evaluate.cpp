@@ -1,18 +1,21 @@
 // fvc-evaluate: scores a saved model on FER2013.
 //
-// Loads a model saved as Keras JSON plus HDF5 weights (by fvc-finetune, by
-// fvc::ModelIO, or by Keras itself for the finetune architecture), scores one
-// split of a FER2013 CSV, prints accuracy and loss, and writes the confusion
-// matrix and every image's probabilities.
+// Loads a model of the finetune architecture saved by fvc-finetune, fvc-convert,
+// fvc::ModelIO or Keras itself, either as Keras JSON plus HDF5 weights or as
+// one model.save HDF5 file, scores one split of a FER2013 CSV, prints
+// accuracy and loss, and writes the confusion matrix and every image's
+// probabilities.
 //
 //   fvc-evaluate --model run1/model.json --weights run1/weights.h5 \
 //                --data fer2013.csv.gz --split PrivateTest --out scores
+//   fvc-evaluate --model run1/model.h5 --data fer2013.csv.gz
 //
 // Output folder (--out): confusion_<split>.csv, predictions_<split>.csv.
 
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include <fmt/format.h>
@@ -38,12 +41,42 @@ const std::map<std::string, fvc::Split> kSplits = {{"Training", fvc::Split::kTra
                                                    {"PublicTest", fvc::Split::kPublicTest},
                                                    {"PrivateTest", fvc::Split::kPrivateTest}};
 
+// The file's first non-blank byte tells the two forms apart: JSON text opens an object, while
+// an HDF5 file opens with its binary signature, whatever the file is called.
+bool is_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char c = 0;
+  while (in.get(c)) {
+    if (!std::isspace(static_cast<unsigned char>(c))) {
+      return c == '{';
+    }
+  }
+  return false;
+}
+
+// Reported the way CLI11 reports its own refusals.
+void check_model_files(const Settings& s) {
+  const bool json = is_json_file(s.model);
+  if (json && s.weights.empty()) {
+    throw CLI::ValidationError(fmt::format(
+        "--model {} is an architecture JSON; give its weights with --weights", s.model));
+  }
+  if (!json && !s.weights.empty()) {
+    throw CLI::ValidationError(
+        fmt::format("--weights goes with an architecture JSON, but --model {} is not JSON; a "
+                    "model.save file holds its weights",
+                    s.model));
+  }
+}
+
 void add_options(CLI::App& app, Settings& s) {
-  app.add_option("--model", s.model, "Keras architecture JSON (model.json)")
+  app.add_option("--model", s.model,
+                 "Keras architecture JSON (model.json) with --weights, or one model.save HDF5 "
+                 "file holding architecture and weights")
       ->required()
       ->check(CLI::ExistingFile);
-  app.add_option("--weights", s.weights, "Keras HDF5 weights (weights.h5)")
-      ->required()
+  app.add_option("--weights", s.weights,
+                 "Keras save_weights HDF5 file (weights.h5) for a JSON --model")
       ->check(CLI::ExistingFile);
   app.add_option("--data", s.data,
                  "FER2013 CSV, plain or .gz; without it the built-in synthetic faces are used")
@@ -61,6 +94,7 @@ void add_options(CLI::App& app, Settings& s) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   app.add_option("--device", s.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.callback([&s] { check_model_files(s); });
 }
 
 std::string lowercase(std::string text) {
@@ -79,8 +113,10 @@ int run(const Settings& s) {
   }
 
   // The model first: a bad file should not wait for the data to load.
-  fvc::EmotionNet model = fvc::ModelIO::load(s.model, s.weights);
-  fmt::print("loaded {} ({} parameters)\n", s.weights, model->parameter_count());
+  fvc::EmotionNet model =
+      s.weights.empty() ? fvc::ModelIO::load(s.model) : fvc::ModelIO::load(s.model, s.weights);
+  fmt::print("loaded {} ({} parameters)\n", s.weights.empty() ? s.model : s.weights,
+             model->parameter_count());
 
   const fvc::Dataset all =
       s.data.empty() ? fvc::Dataset::synthetic(s.synthetic, 1) : fvc::Dataset::read_csv(s.data);

@@ -14,6 +14,11 @@
 //   fvc-finetune --data fer2013.csv.gz               # the full study, 16 epochs
 //   fvc-finetune --data fer2013.csv.gz --limit 2000 --epochs 1   # a quick look
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
+//   fvc-finetune --data fer2013.csv.gz --init-weights rcmalli_vggface_tf_notop_vgg16.h5
+//
+// --init-weights starts from pretrained Keras weights, loaded by layer name
+// as the study loaded keras-vggface's VGG16 "notop" file: its conv1_1 ..
+// conv5_3 fill the backbone and the head keeps its seeded initialisation.
 //
 // Ctrl-C (or SIGTERM) stops after the current batch and writes a checkpoint,
 // pressed twice it ends the program at once. The run continues with
@@ -31,6 +36,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fvc/fvc.h>
@@ -80,6 +87,8 @@ struct Settings {
   int64_t seed = 1;
   int64_t base_filters = 64;
   std::string resume;
+  std::string init_weights;
+  bool skip_mismatch = false;
 };
 
 // CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
@@ -120,11 +129,23 @@ void add_options(CLI::App& app, Settings& s) {
                  "Folder for the model, history, confusion matrices and the checkpoint written "
                  "after every epoch")
       ->capture_default_str();
-  app.add_option("--resume", s.resume,
-                 "Continue the run whose --out folder is DIR from its last checkpoint (written "
-                 "after every epoch and on Ctrl-C); give the same data, seed, batch size and "
-                 "learning rate. --out and --base-filters are then taken from DIR")
-      ->check(CLI::ExistingDirectory);
+  auto* resume =
+      app.add_option("--resume", s.resume,
+                     "Continue the run whose --out folder is DIR from its last checkpoint (written "
+                     "after every epoch and on Ctrl-C); give the same data, seed, batch size and "
+                     "learning rate. --out and --base-filters are then taken from DIR");
+  resume->check(CLI::ExistingDirectory);
+  auto* init_weights = app.add_option(
+      "--init-weights", s.init_weights,
+      "Start from the weights in this Keras save_weights or model.save file, loaded by layer "
+      "name (Keras's by_name=True): VGGFace 'notop' weights fill conv1_1 .. conv5_3 and fc6, "
+      "fc7, fc8 keep their seeded initialisation. Layers the file lacks are listed; a file "
+      "that fills no layer at all ends the program with status 1");
+  init_weights->check(CLI::ExistingFile)->excludes(resume);
+  app.add_flag("--skip-mismatch", s.skip_mismatch,
+               "With --init-weights: keep a layer whose shapes differ from the file's as "
+               "initialised, and list it, instead of stopping")
+      ->needs(init_weights);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -181,6 +202,45 @@ void report(const char* name, const fvc::Evaluation& result, const std::string& 
                        result.accuracy, result.correct(), result.count, result.loss, csv_path));
 }
 
+// "conv1_1 .. conv5_3" for a long run of layers, every name for a few.
+std::string name_span(const std::vector<std::string>& names) {
+  return names.size() > 3 ? fmt::format("{} .. {}", names.front(), names.back())
+                          : fmt::format("{}", fmt::join(names, ", "));
+}
+
+// Fills the layers the file has by name and says which kept their initial values, so that a
+// wrong file, or one made for another --base-filters, shows before the training time is spent.
+void load_initial_weights(fvc::EmotionNet model, const Settings& s) {
+  const auto report = fvc::ModelIO::load_weights(
+      model, s.init_weights, fvc::WeightLoadOptions().by_name(true).skip_mismatch(s.skip_mismatch));
+
+  std::vector<std::string> kept;
+  bool mismatched = false;
+  for (const auto& [layer, reason] : report.kept) {
+    kept.push_back(layer);
+    if (reason != "not in the file") {
+      mismatched = true;
+      log_line(fmt::format("init weights: {}: kept {} as initialised: {}", s.init_weights, layer,
+                           reason));
+    }
+  }
+  if (report.loaded.empty()) {
+    throw fvc::WeightsError(fmt::format(
+        "{}: no layer loaded by name: {}", s.init_weights,
+        mismatched ? "every layer it shares with the model has other shapes; does --base-filters "
+                     "match the file?"
+                   : fmt::format("the file has none of the model's layers ({})", name_span(kept))));
+  }
+
+  std::string line =
+      fmt::format("init weights: {}: loaded {} layer{} ({})", s.init_weights, report.loaded.size(),
+                  report.loaded.size() == 1 ? "" : "s", name_span(report.loaded));
+  if (!kept.empty()) {
+    line += fmt::format("; kept {} as initialised ({})", kept.size(), name_span(kept));
+  }
+  log_line(line);
+}
+
 // Makes the output folder before any long work starts, so a bad --out fails at once.
 void prepare_output_folder(const std::string& out) {
   std::error_code error;
@@ -222,6 +282,9 @@ int run(const Settings& s) {
     model_options = fvc::Trainer::checkpoint_architecture(checkpoint);
   }
   fvc::EmotionNet model(model_options);
+  if (!s.init_weights.empty()) {
+    load_initial_weights(model, s);
+  }
 
   // Train, validating on PublicTest after every epoch.
   auto trainer_options = fvc::TrainerOptions()

@@ -1,0 +1,190 @@
+// fvc-convert: turns a Keras 2 model from one file form into others.
+//
+// Reads any chain of the layers fvc::KerasNetwork supports, such as the
+// study's VGGFace finetune or its plain CNN, in either form Keras 2 saves:
+// the architecture JSON of model.to_json() with the HDF5 file of
+// model.save_weights(), or the single HDF5 file of model.save(). Files from
+// the Theano backend are read too. It writes any of
+//   --to-json and --to-weights  the JSON plus save_weights form
+//   --to-model                  the model.save form
+//   --torchscript               a TorchScript archive for torch::jit::load or
+//                               torch.jit.load, which run it without fvc
+// always in TensorFlow's kernel layout, so this is also how a Theano file
+// becomes one that Keras on TensorFlow, fvc and fvc-evaluate read as it is.
+//
+//   fvc-convert --model model_CNN.json --summary
+//   fvc-convert --model run1/model.json --weights run1/weights.h5 \
+//               --to-model run1/model.h5 --torchscript run1/model.pt
+//   fvc-convert --model theano_model.h5 --to-json model.json --to-weights weights.h5
+//
+// An architecture JSON without --weights can only be summarised: its layers
+// would hold freshly initialised weights, and a file of those looks trained
+// but predicts nothing.
+
+#include <cctype>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include <fmt/format.h>
+#include <fvc/fvc.h>
+#include <CLI/CLI.hpp>
+
+namespace {
+
+constexpr int kUsageError = 2;  // options CLI11 refused; it prints why
+
+struct Settings {
+  std::string model;
+  std::string weights;
+  bool summary = false;
+  std::string to_json;
+  std::string to_weights;
+  std::string to_model;
+  std::string torchscript;
+};
+
+// The file's first non-blank byte tells the two forms apart: JSON text opens an object, while
+// an HDF5 file opens with its binary signature, whatever the file is called.
+bool is_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char c = 0;
+  while (in.get(c)) {
+    if (!std::isspace(static_cast<unsigned char>(c))) {
+      return c == '{';
+    }
+  }
+  return false;
+}
+
+// Combinations that CLI11's own rules cannot express; it reports them like its own.
+void check_combinations(const Settings& s) {
+  if (!s.summary && s.to_json.empty() && s.to_model.empty() && s.torchscript.empty()) {
+    throw CLI::ValidationError(
+        "nothing to do: give at least one of --summary, --to-json with --to-weights, --to-model, "
+        "--torchscript");
+  }
+  const bool json = is_json_file(s.model);
+  if (!json && !s.weights.empty()) {
+    throw CLI::ValidationError(
+        fmt::format("--weights goes with an architecture JSON, but --model {} is not JSON; a "
+                    "model.save file holds its weights",
+                    s.model));
+  }
+  if (json && s.weights.empty() &&
+      !(s.to_json.empty() && s.to_model.empty() && s.torchscript.empty())) {
+    throw CLI::ValidationError(fmt::format(
+        "--model {} is an architecture without weights, which can only be summarised; give "
+        "--weights to write files",
+        s.model));
+  }
+}
+
+void add_options(CLI::App& app, Settings& s) {
+  app.add_option("--model", s.model,
+                 "Keras architecture JSON (model.to_json), or a model.save HDF5 file holding "
+                 "architecture and weights")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--weights", s.weights,
+                 "Keras save_weights HDF5 file for a JSON --model; without it a JSON model can "
+                 "only be summarised")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--summary", s.summary, "Print the layer table Keras's model.summary() prints");
+  auto* to_json = app.add_option("--to-json", s.to_json,
+                                 "Write the architecture as Keras JSON (with --to-weights)");
+  auto* to_weights = app.add_option("--to-weights", s.to_weights,
+                                    "Write the weights as a Keras save_weights HDF5 file, "
+                                    "TensorFlow layout (with --to-json)");
+  to_json->needs(to_weights);
+  to_weights->needs(to_json);
+  app.add_option("--to-model", s.to_model,
+                 "Write architecture and weights as one Keras model.save HDF5 file, TensorFlow "
+                 "layout");
+  app.add_option("--torchscript", s.torchscript,
+                 "Write a TorchScript archive: forward takes float (N, C, H, W) images and returns "
+                 "the model's output, in inference mode");
+  app.callback([&s] { check_combinations(s); });
+}
+
+fvc::KerasNetwork load(const Settings& s, bool json) {
+  if (!json) {
+    return fvc::ModelIO::load_network(s.model);
+  }
+  if (!s.weights.empty()) {
+    return fvc::ModelIO::load_network(s.model, s.weights);
+  }
+  std::ifstream in(s.model, std::ios::binary);
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  try {
+    return fvc::KerasNetwork(fvc::ModelIO::parse_layers(text, s.model));
+  } catch (const fvc::ConfigError& error) {
+    // A layer that cannot be built is the file's fault, as ModelIO reports it when it loads.
+    throw fvc::WeightsError(fmt::format("{}: {}", s.model, error.what()));
+  }
+}
+
+std::string with_commas(int64_t count) {
+  std::string digits = std::to_string(count);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) {
+    digits.insert(static_cast<size_t>(i), ",");
+  }
+  return digits;
+}
+
+int run(const Settings& s) {
+  const bool json = is_json_file(s.model);
+  const fvc::KerasNetwork network = load(s, json);
+  const auto& layers = network->layers();
+  const std::string source = s.weights.empty() ? s.model : s.model + " and " + s.weights;
+  fmt::print("read {}: {} layers, {} parameters\n", source, layers.size(),
+             with_commas(network->parameter_count()));
+  if (json && s.weights.empty()) {
+    fmt::print("no --weights: the weights are Glorot-initialised, not trained\n");
+  }
+
+  if (s.summary) {
+    fmt::print("{}", network->summary());
+  }
+  if (!s.to_json.empty()) {
+    fvc::ModelIO::save(network, s.to_json, s.to_weights);
+    fmt::print("wrote {}: Keras architecture JSON\n", s.to_json);
+    fmt::print("wrote {}: Keras save_weights file, TensorFlow layout\n", s.to_weights);
+  }
+  if (!s.to_model.empty()) {
+    fvc::ModelIO::save_model(network, s.to_model);
+    fmt::print("wrote {}: Keras model.save file, TensorFlow layout\n", s.to_model);
+  }
+  if (!s.torchscript.empty()) {
+    fvc::ModelIO::export_torchscript(network, s.torchscript);
+    const auto& [height, width, channels] = layers.front().input_shape;
+    fmt::print("wrote {}: TorchScript archive, input float (N, {}, {}, {})\n", s.torchscript,
+               channels, height, width);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Convert a Keras 2 model between its file forms and TorchScript."};
+  Settings settings;
+  add_options(app, settings);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : kUsageError;
+  }
+
+  try {
+    return run(settings);
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "error: {}\n", error.what());
+    return 1;
+  }
+}
+
+// Converting a finetune run (abridged):
+//   read run1/model.json and run1/weights.h5: 23 layers, 15,243,591 parameters
+//   wrote run1/model.h5: Keras model.save file, TensorFlow layout
+//   wrote run1/model.pt: TorchScript archive, input float (N, 3, 48, 48)
