@@ -21,7 +21,6 @@
 // would hold freshly initialised weights, and a file of those looks trained
 // but predicts nothing.
 
-#include <cctype>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -30,9 +29,14 @@
 #include <fvc/fvc.h>
 #include <CLI/CLI.hpp>
 
+#include "program.h"
+
 namespace {
 
-constexpr int kUsageError = 2;  // options CLI11 refused; it prints why
+using fvc_examples::check_model_files;
+using fvc_examples::is_json_file;
+using fvc_examples::run_program;
+using fvc_examples::with_commas;
 
 struct Settings {
   std::string model;
@@ -44,19 +48,6 @@ struct Settings {
   std::string torchscript;
 };
 
-// The file's first non-blank byte tells the two forms apart: JSON text opens an object, while
-// an HDF5 file opens with its binary signature, whatever the file is called.
-bool is_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char c = 0;
-  while (in.get(c)) {
-    if (!std::isspace(static_cast<unsigned char>(c))) {
-      return c == '{';
-    }
-  }
-  return false;
-}
-
 // Combinations that CLI11's own rules cannot express; it reports them like its own.
 void check_combinations(const Settings& s) {
   if (!s.summary && s.to_json.empty() && s.to_model.empty() && s.torchscript.empty()) {
@@ -64,20 +55,9 @@ void check_combinations(const Settings& s) {
         "nothing to do: give at least one of --summary, --to-json with --to-weights, --to-model, "
         "--torchscript");
   }
-  const bool json = is_json_file(s.model);
-  if (!json && !s.weights.empty()) {
-    throw CLI::ValidationError(
-        fmt::format("--weights goes with an architecture JSON, but --model {} is not JSON; a "
-                    "model.save file holds its weights",
-                    s.model));
-  }
-  if (json && s.weights.empty() &&
-      !(s.to_json.empty() && s.to_model.empty() && s.torchscript.empty())) {
-    throw CLI::ValidationError(fmt::format(
-        "--model {} is an architecture without weights, which can only be summarised; give "
-        "--weights to write files",
-        s.model));
-  }
+  // Writing freshly initialised weights would make files that look trained.
+  const bool writes_files = !(s.to_json.empty() && s.to_model.empty() && s.torchscript.empty());
+  check_model_files(s.model, s.weights, writes_files);
 }
 
 void add_options(CLI::App& app, Settings& s) {
@@ -124,14 +104,6 @@ fvc::KerasNetwork load(const Settings& s, bool json) {
   }
 }
 
-std::string with_commas(int64_t count) {
-  std::string digits = std::to_string(count);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<size_t>(i), ",");
-  }
-  return digits;
-}
-
 int run(const Settings& s) {
   const bool json = is_json_file(s.model);
   const fvc::KerasNetwork network = load(s, json);
@@ -170,18 +142,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Convert a Keras 2 model between its file forms and TorchScript."};
   Settings settings;
   add_options(app, settings);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : kUsageError;
-  }
-
-  try {
-    return run(settings);
-  } catch (const std::exception& error) {
-    fmt::print(stderr, "error: {}\n", error.what());
-    return 1;
-  }
+  return run_program(app, argc, argv, [&] { return run(settings); });
 }
 
 // Converting a finetune run (abridged):

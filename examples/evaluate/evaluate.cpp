@@ -15,16 +15,18 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include <fmt/format.h>
 #include <fvc/fvc.h>
 #include <CLI/CLI.hpp>
 
+#include "program.h"
+
 namespace {
 
-constexpr int kUsageError = 2;  // options CLI11 refused; it prints why
+using fvc_examples::check_model_files;
+using fvc_examples::run_program;
 
 struct Settings {
   std::string model;
@@ -40,34 +42,6 @@ struct Settings {
 const std::map<std::string, fvc::Split> kSplits = {{"Training", fvc::Split::kTraining},
                                                    {"PublicTest", fvc::Split::kPublicTest},
                                                    {"PrivateTest", fvc::Split::kPrivateTest}};
-
-// The file's first non-blank byte tells the two forms apart: JSON text opens an object, while
-// an HDF5 file opens with its binary signature, whatever the file is called.
-bool is_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char c = 0;
-  while (in.get(c)) {
-    if (!std::isspace(static_cast<unsigned char>(c))) {
-      return c == '{';
-    }
-  }
-  return false;
-}
-
-// Reported the way CLI11 reports its own refusals.
-void check_model_files(const Settings& s) {
-  const bool json = is_json_file(s.model);
-  if (json && s.weights.empty()) {
-    throw CLI::ValidationError(fmt::format(
-        "--model {} is an architecture JSON; give its weights with --weights", s.model));
-  }
-  if (!json && !s.weights.empty()) {
-    throw CLI::ValidationError(
-        fmt::format("--weights goes with an architecture JSON, but --model {} is not JSON; a "
-                    "model.save file holds its weights",
-                    s.model));
-  }
-}
 
 void add_options(CLI::App& app, Settings& s) {
   app.add_option("--model", s.model,
@@ -94,7 +68,7 @@ void add_options(CLI::App& app, Settings& s) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   app.add_option("--device", s.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  app.callback([&s] { check_model_files(s); });
+  app.callback([&s] { check_model_files(s.model, s.weights, /*weights_needed=*/true); });
 }
 
 std::string lowercase(std::string text) {
@@ -141,16 +115,5 @@ int main(int argc, char** argv) {
   CLI::App app{"Score a saved fvc or Keras finetune model on FER2013."};
   Settings settings;
   add_options(app, settings);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : kUsageError;
-  }
-
-  try {
-    return run(settings);
-  } catch (const std::exception& error) {
-    fmt::print(stderr, "error: {}\n", error.what());
-    return 1;
-  }
+  return run_program(app, argc, argv, [&] { return run(settings); });
 }

@@ -43,14 +43,16 @@
 #include <fvc/fvc.h>
 #include <CLI/CLI.hpp>
 
+#include "program.h"
+
 namespace {
 
 // Rows of the built-in data set when no --data is given: enough to learn from
 // in a few minutes on two cores.
 constexpr int64_t kDefaultSyntheticCount = 3500;
 
-// Exit statuses besides 0 (success) and 1 (an fvc::Error, printed as "error: ...").
-constexpr int kUsageError = 2;      // options CLI11 refused; it prints why
+// Exit statuses besides 0 (success), 1 (an error, printed as "error: ...") and 2 (options
+// CLI11 refused; it prints why).
 constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
 constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkpoint
 
@@ -355,21 +357,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Finetune a VGGFace network on FER2013 as the Face Value of Companies study did."};
   Settings settings;
   add_options(app, settings);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : kUsageError;
-  }
-
-  try {
-    return run(settings);
-  } catch (const fvc::Error& error) {
-    fmt::print(stderr, "error: {}\n", error.what());
-    return 1;
-  } catch (const std::exception& error) {
-    fmt::print(stderr, "error: {}\n", error.what());
-    return 1;
-  }
+  return fvc_examples::run_program(app, argc, argv, [&] { return run(settings); });
 }
 
 // A run on the built-in data (2 cores, abridged):

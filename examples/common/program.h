@@ -1,0 +1,73 @@
+// What the example programs share: how they run, report failure and tell model files apart.
+#pragma once
+
+#include <cctype>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+namespace fvc_examples {
+
+/// Exit status for options CLI11 refused; it prints why.
+constexpr int kUsageError = 2;
+
+/// Parses the options, then calls `run`. Returns `run`'s status, 0 for --help, `kUsageError`
+/// for refused options, and 1 after printing "error: <message>" for an exception.
+inline int run_program(CLI::App& app, int argc, char** argv, const std::function<int()>& run) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : kUsageError;
+  }
+  try {
+    return run();
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "error: {}\n", error.what());
+    return 1;
+  }
+}
+
+/// Whether `path` holds Keras architecture JSON rather than HDF5. The first non-blank byte tells:
+/// JSON opens an object, HDF5 opens with its binary signature, whatever the file is called.
+inline bool is_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char c = 0;
+  while (in.get(c)) {
+    if (!std::isspace(static_cast<unsigned char>(c))) {
+      return c == '{';
+    }
+  }
+  return false;
+}
+
+/// Refuses, the way CLI11 refuses options, --weights beside a model.save file, and a JSON
+/// --model without --weights when `weights_needed`.
+inline void check_model_files(const std::string& model, const std::string& weights,
+                              bool weights_needed) {
+  const bool json = is_json_file(model);
+  if (!json && !weights.empty()) {
+    throw CLI::ValidationError(
+        fmt::format("--weights goes with an architecture JSON, but --model {} is not JSON; a "
+                    "model.save file holds its weights",
+                    model));
+  }
+  if (json && weights.empty() && weights_needed) {
+    throw CLI::ValidationError(fmt::format(
+        "--model {} is an architecture JSON without weights; give them with --weights", model));
+  }
+}
+
+/// 15243591 as "15,243,591", the way Keras prints parameter counts.
+inline std::string with_commas(int64_t count) {
+  std::string digits = std::to_string(count);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) {
+    digits.insert(static_cast<size_t>(i), ",");
+  }
+  return digits;
+}
+
+}  // namespace fvc_examples
