@@ -34,6 +34,12 @@ std::string reference_file(const std::string& name) {
   return std::string(FVC_REFERENCE_DIR) + "/" + name;
 }
 
+// `text` with the first `from` turned into `to`.
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  text.replace(text.find(from), from.size(), to);
+  return text;
+}
+
 fvc::EmotionNet copy_of(const fvc::EmotionNet& model) {
   fvc::EmotionNet copy(model->options());
   torch::NoGradGuard no_grad;
@@ -143,24 +149,21 @@ TEST_CASE("ModelIO refuses architectures it cannot build, naming the layer", "[i
   const auto text = ModelIO::architecture_json(fvc::EmotionNet(small_net_options()));
 
   SECTION("a layer of a class fvc cannot build") {
-    auto changed = text;
-    changed.replace(changed.find(R"("class_name":"Flatten")"), 22, R"("class_name":"Reshape")");
+    const auto changed = replaced(text, R"("class_name":"Flatten")", R"("class_name":"Reshape")");
     REQUIRE_THROWS_AS(ModelIO::parse_architecture(changed, "m.json"), WeightsError);
     REQUIRE_THROWS_WITH(ModelIO::parse_architecture(changed, "m.json"),
                         Catch::StartsWith("m.json: layer 'flatten' has class 'Reshape', which fvc "
                                           "cannot build; expected one of Activation, "));
   }
   SECTION("a layer of another class than VGG16's") {
-    auto changed = text;
-    changed.replace(changed.find(R"("class_name":"Flatten")"), 22,
-                    R"("class_name":"GlobalAveragePooling2D")");
+    const auto changed =
+        replaced(text, R"("class_name":"Flatten")", R"("class_name":"GlobalAveragePooling2D")");
     REQUIRE_THROWS_WITH(ModelIO::parse_architecture(changed, "m.json"),
                         "m.json: layer 'flatten' (class GlobalAveragePooling2D) found, expected "
                         "Flatten 'flatten'");
   }
   SECTION("a setting other than VGG16's") {
-    auto changed = text;
-    changed.replace(changed.find(R"("kernel_size":[3,3])"), 19, R"("kernel_size":[5,5])");
+    const auto changed = replaced(text, R"("kernel_size":[3,3])", R"("kernel_size":[5,5])");
     REQUIRE_THROWS_WITH(ModelIO::parse_architecture(changed, "m.json"),
                         "m.json: layer 'conv1_1' has kernel_size [5,5], expected [3,3]");
   }
@@ -226,29 +229,25 @@ TEST_CASE("ModelIO refuses Keras graphs that are not chains of supported layers"
   const auto text = ModelIO::architecture_json(fvc::EmotionNet(small_net_options()));
 
   SECTION("a layer fed by another than its predecessor") {
-    auto changed = text;
-    changed.replace(changed.find(R"([[["conv1_1",0,0,{}]]])"), 22, R"([[["input_1",0,0,{}]]])");
+    const auto changed = replaced(text, R"([[["conv1_1",0,0,{}]]])", R"([[["input_1",0,0,{}]]])");
     REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
                         R"(m.json: layer 'conv1_2' takes inputs [[["input_1",0,0,{}]]], expected )"
                         "only layer 'conv1_1': fvc builds chains of layers, not branching graphs "
                         "or shared layers");
   }
   SECTION("a dilated convolution") {
-    auto changed = text;
-    changed.replace(changed.find(R"("dilation_rate":[1,1])"), 21, R"("dilation_rate":[2,2])");
+    const auto changed = replaced(text, R"("dilation_rate":[1,1])", R"("dilation_rate":[2,2])");
     REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
                         "m.json: layer 'conv1_1' has dilation_rate [2,2], expected [1,1]");
   }
   SECTION("channels first") {
-    auto changed = text;
-    changed.replace(changed.find(R"("channels_last")"), 15, R"("channels_first")");
+    const auto changed = replaced(text, R"("channels_last")", R"("channels_first")");
     REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
                         R"(m.json: layer 'conv1_1' has data_format "channels_first", expected )"
                         R"("channels_last")");
   }
   SECTION("an activation fvc does not compute") {
-    auto changed = text;
-    changed.replace(changed.find(R"("activation":"relu")"), 19, R"("activation":"selu")");
+    const auto changed = replaced(text, R"("activation":"relu")", R"("activation":"selu")");
     REQUIRE_THROWS_WITH(ModelIO::parse_layers(changed, "m.json"),
                         R"(m.json: layer 'conv1_1' has activation "selu", expected one of )"
                         "linear, relu, sigmoid, softmax, tanh");
