@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fvc/error.h"
+#include "keras_layer_math.h"
 #include "keras_view.h"
 
 namespace fvc::detail {
@@ -15,20 +16,20 @@ namespace {
 // Keras writes keys in a fixed order; keeping it makes files diff cleanly against Keras's own.
 using Json = nlohmann::ordered_json;
 
-const std::set<std::string> kActivations = {"linear", "relu", "sigmoid", "softmax", "tanh"};
+const std::set<std::string>& kActivations = keras_activations();
 
-const std::map<std::string, LayerKind> kKinds = {
-    {"InputLayer", LayerKind::kInputLayer},
-    {"Conv2D", LayerKind::kConv2D},
-    {"MaxPooling2D", LayerKind::kMaxPooling2D},
-    {"AveragePooling2D", LayerKind::kAveragePooling2D},
-    {"Flatten", LayerKind::kFlatten},
-    {"Dense", LayerKind::kDense},
-    {"Dropout", LayerKind::kDropout},
-    {"Activation", LayerKind::kActivation},
-    {"BatchNormalization", LayerKind::kBatchNormalization},
-    {"GlobalAveragePooling2D", LayerKind::kGlobalAveragePooling2D},
-};
+// Keras class names to kinds, from the one list KerasLayer::class_name keeps.
+std::map<std::string, LayerKind> kinds_by_class_name() {
+  std::map<std::string, LayerKind> kinds;
+  for (int kind = 0; kind <= static_cast<int>(LayerKind::kGlobalAveragePooling2D); ++kind) {
+    KerasLayer layer;
+    layer.kind = static_cast<LayerKind>(kind);
+    kinds[layer.class_name()] = layer.kind;
+  }
+  return kinds;
+}
+
+const std::map<std::string, LayerKind> kKinds = kinds_by_class_name();
 
 // ~~~ writing ~~~
 

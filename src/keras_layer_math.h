@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <set>
+#include <string>
 
 namespace fvc::detail {
 
@@ -12,6 +14,12 @@ struct AxisPadding {
 
   bool symmetric() const { return before == after; }
 };
+
+/// The activations fvc computes, by their Keras names.
+inline const std::set<std::string>& keras_activations() {
+  static const std::set<std::string> names = {"linear", "relu", "sigmoid", "softmax", "tanh"};
+  return names;
+}
 
 /// Output length of a window sliding over `input` (Keras's conv_output_length).
 inline int64_t window_output(int64_t input, int64_t window, int64_t stride, bool same) {

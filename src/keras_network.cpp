@@ -14,7 +14,7 @@ namespace {
 
 using Shape = std::vector<int64_t>;  // Keras order, batch left out: (H, W, C) or (features)
 
-const std::set<std::string> kActivations = {"linear", "relu", "sigmoid", "tanh", "softmax"};
+const std::set<std::string>& kActivations = detail::keras_activations();
 
 // Keras's BatchNormalization: gamma and beta are trained, the moving statistics are not.
 class BatchNormImpl : public torch::nn::Module {

@@ -21,7 +21,7 @@ enum class LayerKind {
   kDropout,
   kActivation,
   kBatchNormalization,
-  kGlobalAveragePooling2D,
+  kGlobalAveragePooling2D,  ///< the last: parsing walks the kinds up to here
 };
 
 /// One layer of a Keras model in Keras's own terms (channels_last, its
