@@ -92,10 +92,17 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
   switch (layer.kind) {
     case LayerKind::kConv2D: {
       const auto [weight, bias] = weight_and_bias(script, layer.name, *module);
-      if (layer.same_padding) {
+      // Even padding is the convolution's own argument, which spares a padded copy of the input.
+      const auto rows = same_padding(input[0], layer.window[0], layer.strides[0]);
+      const auto cols = same_padding(input[1], layer.window[1], layer.strides[1]);
+      const bool even = rows.symmetric() && cols.symmetric();
+      if (layer.same_padding && !even) {
         script.line(fmt::format("x = torch.constant_pad_nd(x, {}, 0.0)", same_pads(layer, input)));
       }
-      script.line(fmt::format("x = torch.conv2d(x, {}, {}, {})", weight, bias, strides));
+      const auto padding =
+          layer.same_padding && even ? int_list(rows.before, cols.before) : int_list(0, 0);
+      script.line(
+          fmt::format("x = torch.conv2d(x, {}, {}, {}, {})", weight, bias, strides, padding));
       write_activation(script, layer.activation);
       break;
     }
