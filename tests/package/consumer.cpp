@@ -19,11 +19,19 @@ int main() {
   std::filesystem::create_directories(folder);
   fvc::ModelIO::save(model, (folder / "m.json").string(), (folder / "m.h5").string());
   auto reloaded = fvc::ModelIO::load((folder / "m.json").string(), (folder / "m.h5").string());
+
+  // The same files as a general Keras network, and that network as TorchScript.
+  auto network =
+      fvc::ModelIO::load_network((folder / "m.json").string(), (folder / "m.h5").string());
+  fvc::ModelIO::export_torchscript(network, (folder / "m.pt").string());
+  const bool exported = std::filesystem::file_size(folder / "m.pt") > 0;
   std::filesystem::remove_all(folder);
 
   const auto score = fvc::Trainer(reloaded, fvc::TrainerOptions().device("cpu"))
                          .evaluate(data.split(fvc::Split::kPrivateTest));
-  std::printf("consumer: %lld images scored, accuracy %.3f\n", static_cast<long long>(score.count),
-              score.accuracy);
-  return score.count == 7 ? 0 : 1;
+  std::printf("consumer: %lld images scored, accuracy %.3f; %lld parameters exported\n",
+              static_cast<long long>(score.count), score.accuracy,
+              static_cast<long long>(network->parameter_count()));
+  return score.count == 7 && exported && network->parameter_count() == model->parameter_count() ? 0
+                                                                                                : 1;
 }
