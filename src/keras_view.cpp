@@ -1,5 +1,7 @@
 #include "keras_view.h"
 
+#include <map>
+
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -65,37 +67,31 @@ std::vector<KerasLayer> emotion_net_layers(const EmotionNetOptions& options) {
 }
 
 std::vector<BoundLayer> bind_layers(EmotionNet& model) {
+  std::map<std::string, torch::nn::Module*> modules;
+  for (const auto& [name, conv] : model->backbone->convolutions()) {
+    modules[name] = conv.ptr().get();
+  }
+  modules["fc6"] = model->head->fc6.ptr().get();
+  modules["fc7"] = model->head->fc7.ptr().get();
+  modules["fc8"] = model->head->fc8.ptr().get();
+
+  // fc6 reads pool5's map flattened channel first; Keras flattens it channel last.
+  const int64_t side = VggFaceBackboneImpl::output_side(model->options().input_side());
+  const std::array<int64_t, 3> pool5_map = {model->backbone->out_channels(), side, side};
+
   std::vector<BoundLayer> bound;
   for (auto& layer : emotion_net_layers(model->options())) {
-    bound.push_back({std::move(layer), {}});
-  }
-
-  const auto& convolutions = model->backbone->convolutions();
-  auto& head = *model->head;
-  const int64_t side = VggFaceBackboneImpl::output_side(model->options().input_side());
-  for (auto& [layer, weights] : bound) {
-    torch::nn::Module* module = nullptr;
-    KerasLayout layout = KerasLayout::kDenseKernel;
-    if (layer.kind == LayerKind::kConv2D) {
-      for (const auto& [name, conv] : convolutions) {
-        if (name == layer.name) {
-          module = conv.ptr().get();
-        }
-      }
-      layout = KerasLayout::kConvKernel;
-    } else if (layer.kind == LayerKind::kDense) {
-      module = layer.name == "fc6"   ? static_cast<torch::nn::Module*>(head.fc6.ptr().get())
-               : layer.name == "fc7" ? head.fc7.ptr().get()
-                                     : head.fc8.ptr().get();
-      layout = layer.name == "fc6" ? KerasLayout::kChannelFirstDense : KerasLayout::kDenseKernel;
+    BoundLayer entry{std::move(layer), {}};
+    const auto found = modules.find(entry.layer.name);
+    if (found != modules.end()) {
+      const auto layout = entry.layer.kind == LayerKind::kConv2D ? KerasLayout::kConvKernel
+                          : entry.layer.name == "fc6"            ? KerasLayout::kChannelFirstDense
+                                                                 : KerasLayout::kDenseKernel;
+      auto parameters = found->second->named_parameters(/*recurse=*/false);
+      entry.weights.push_back({"kernel", parameters["weight"], layout, pool5_map});
+      entry.weights.push_back({"bias", parameters["bias"], KerasLayout::kVector, {}});
     }
-    if (module == nullptr) {
-      continue;
-    }
-    auto parameters = module->named_parameters(/*recurse=*/false);
-    weights.push_back(
-        {"kernel", parameters["weight"], layout, {model->backbone->out_channels(), side, side}});
-    weights.push_back({"bias", parameters["bias"], KerasLayout::kVector, {0, 0, 0}});
+    bound.push_back(std::move(entry));
   }
   return bound;
 }
