@@ -106,6 +106,27 @@ Shape windowed_output(const KerasLayer& layer, const Shape& input, int64_t chann
   return output;
 }
 
+// Sizes past this are a mistake in the file, not a model: 2^32 floats are 16 GiB.
+constexpr double kMaxElements = 4294967296.0;
+
+// a * b, refused when it exceeds kMaxElements (or would overflow).
+int64_t checked_size(const KerasLayer& layer, int64_t a, int64_t b) {
+  if (static_cast<double>(a) * static_cast<double>(b) > kMaxElements) {
+    refuse(layer, fmt::format("{} x {} values, expected at most {:.0f}", a, b, kMaxElements));
+  }
+  return a * b;
+}
+
+// The weights a layer would allocate, checked before anything is allocated.
+void check_weight_count(const KerasLayer& layer, const Shape& input) {
+  if (layer.kind == LayerKind::kConv2D) {
+    checked_size(layer, checked_size(layer, layer.window[0], layer.window[1]),
+                 checked_size(layer, input.back(), layer.units));
+  } else if (layer.kind == LayerKind::kDense) {
+    checked_size(layer, input[0], layer.units);
+  }
+}
+
 Shape output_shape(const KerasLayer& layer, const Shape& input) {
   switch (layer.kind) {
     case LayerKind::kInputLayer:
@@ -116,7 +137,7 @@ Shape output_shape(const KerasLayer& layer, const Shape& input) {
     case LayerKind::kAveragePooling2D:
       return windowed_output(layer, input, input.back());
     case LayerKind::kFlatten:
-      return {input[0] * (input.size() == 3 ? input[1] * input[2] : 1)};
+      return {input.size() == 3 ? checked_size(layer, input[0], input[1] * input[2]) : input[0]};
     case LayerKind::kGlobalAveragePooling2D:
       if (input.size() != 3) {
         refuse(layer, fmt::format("input {} is flat, expected a feature map", shape_text(input)));
@@ -265,9 +286,11 @@ KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers) : layers_(std
                                   layers_.empty() ? "nothing" : "'" + layers_.front().name + "'"));
   }
   const auto& input = layers_.front().input_shape;
-  if (input[0] < 1 || input[1] < 1 || input[2] < 1) {
-    refuse(layers_.front(), fmt::format("input shape ({}, {}, {}), expected positive sizes",
-                                        input[0], input[1], input[2]));
+  if (input[0] < 1 || input[1] < 1 || input[2] < 1 ||
+      static_cast<double>(input[0]) * input[1] * input[2] > kMaxElements) {
+    refuse(layers_.front(),
+           fmt::format("input shape ({}, {}, {}), expected positive sizes, at most {:.0f} values",
+                       input[0], input[1], input[2], kMaxElements));
   }
 
   std::set<std::string> names;
@@ -280,6 +303,7 @@ KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers) : layers_(std
       refuse(layer, "the name is empty or used twice, expected unique layer names");
     }
     check_settings(layer);
+    check_weight_count(layer, shape);
     auto module = make_module(layer, shape);
     if (module) {
       std::string name = layer.name;

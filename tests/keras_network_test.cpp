@@ -175,6 +175,11 @@ TEST_CASE("KerasNetwork refuses a chain it cannot compute, naming the layer", "[
         "layer 'd' (Dense): activation 'elu', expected one of linear, relu, sigmoid, softmax, "
         "tanh");
   }
+  SECTION("weights too many to allocate") {
+    REQUIRE_THROWS_WITH(build({input(4, 4, 8), conv("c", int64_t{1} << 40, 3, 1, true)}),
+                        "layer 'c' (Conv2D): 8 x 1099511627776 values, expected at most "
+                        "4294967296");
+  }
   SECTION("two layers of one name") {
     REQUIRE_THROWS_WITH(
         build({input(2, 2, 1), conv("c", 1, 1, 1, false), conv("c", 1, 1, 1, false)}),
