@@ -44,6 +44,14 @@ std::string folder_of(const std::string& path) {
 
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string& temp_path)>& write) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    throw Error(fmt::format("{}: is a folder, expected a file name to write", path));
+  }
+  const std::string parent = folder_of(path);
+  if (!std::filesystem::is_directory(parent, error)) {
+    throw Error(fmt::format("{}: cannot write: folder {} does not exist", path, parent));
+  }
   const std::string temp_path = temporary_path_for(path);
   try {
     write(temp_path);

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -107,13 +108,21 @@ void add_defaults(const KerasLayer& layer, Json& config) {
 
 Json layer_json(const KerasLayer& layer, const std::string& previous) {
   Json config;
-  if (layer.kind == LayerKind::kInputLayer) {
+  if (!layer.keras_config.empty()) {
+    // The file's own config, with what fvc computes written over it.
+    config = Json::parse(layer.keras_config);
+    config["name"] = layer.name;
+    if (layer.kind != LayerKind::kInputLayer) {
+      config["trainable"] = layer.trainable;
+    }
+    config.update(settings(layer));
+  } else if (layer.kind == LayerKind::kInputLayer) {
     config = settings(layer);
     config["dtype"] = "float32";
     config["sparse"] = false;
     config["name"] = layer.name;
   } else {
-    config = {{"name", layer.name}, {"trainable", true}};
+    config = {{"name", layer.name}, {"trainable", layer.trainable}};
     config.update(settings(layer));
     add_defaults(layer, config);
   }
@@ -299,9 +308,11 @@ KerasLayer read_layer(const Json& entry, bool flat, const std::string& source) {
                     source, layer.name, class_name, fmt::join(known, ", ")));
   }
   layer.kind = kind->second;
-  const Json& config = entry.at("config");
-  read_settings(ConfigReader(config, fmt::format("{}: layer '{}'", source, layer.name)), config,
-                flat, layer);
+  const Json& config = entry.value("config", Json::object());
+  const ConfigReader reader(config, fmt::format("{}: layer '{}'", source, layer.name));
+  read_settings(reader, config, flat, layer);
+  layer.trainable = reader.flag("trainable", true);
+  layer.keras_config = config.dump();
   return layer;
 }
 
@@ -340,19 +351,47 @@ KerasLayer implicit_input(const Json& first, const std::string& source) {
   return input;
 }
 
+// A functional model's one input and one output must be the ends of the chain.
+void check_ends(const Json& config, const Json& entries, const std::string& source) {
+  for (const auto& [key, index] : {std::pair<const char*, size_t>{"input_layers", 0},
+                                   std::pair<const char*, size_t>{"output_layers", 1}}) {
+    const Json ends = config.value(key, Json());
+    if (ends.is_null()) {
+      continue;
+    }
+    const std::string wanted = layer_name(index == 0 ? entries.front() : entries.back());
+    const bool ok = ends.is_array() && ends.size() == 1 && ends[0].is_array() && !ends[0].empty() &&
+                    ends[0][0] == Json(wanted);
+    if (!ok) {
+      throw WeightsError(fmt::format(
+          "{}: {} is {}, expected [[\"{}\", 0, 0]]: fvc builds one chain from the first layer "
+          "to the last",
+          source, key, ends.dump(), wanted));
+    }
+  }
+}
+
 std::vector<KerasLayer> read_layers(const Json& model, const std::string& source) {
+  if (!model.is_object()) {
+    throw WeightsError(fmt::format(
+        "{}: JSON holds {} {}, expected a Keras model object with class_name and config", source,
+        model.is_array() ? "an" : "a", model.type_name()));
+  }
   const std::string class_name = model.value("class_name", "");
   if (class_name != "Model" && class_name != "Sequential") {
     throw WeightsError(
         fmt::format("{}: class_name is '{}', expected Model or Sequential", source, class_name));
   }
-  const Json& config = model.at("config");
-  const Json& entries = config.is_array() ? config : config.at("layers");
+  const Json& config = model.value("config", Json());
+  const Json& entries = config.is_array()    ? config
+                        : config.is_object() ? config.value("layers", Json())
+                                             : Json();
   if (!entries.is_array() || entries.empty()) {
     throw WeightsError(fmt::format("{}: config has no layer list, expected Keras layers", source));
   }
   if (class_name == "Model") {
     check_chain(entries, source);
+    check_ends(config, entries, source);
   }
 
   std::vector<KerasLayer> layers;
@@ -395,9 +434,13 @@ std::string keras_architecture_json(const std::vector<KerasLayer>& layers) {
 
 std::vector<KerasLayer> parse_keras_architecture(const std::string& text,
                                                  const std::string& source) {
+  // Editors on Windows may start the file with a UTF-8 byte order mark, which JSON does not allow.
+  constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
+  const std::string_view body = std::string_view(text).substr(
+      std::string_view(text).substr(0, 3) == kByteOrderMark ? kByteOrderMark.size() : 0);
   Json model;
   try {
-    model = Json::parse(text);
+    model = Json::parse(body);
   } catch (const Json::parse_error& error) {
     throw WeightsError(fmt::format("{}: not valid JSON: {}", source, error.what()));
   }

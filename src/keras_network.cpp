@@ -244,6 +244,18 @@ torch::Tensor average_pool(const KerasLayer& layer, torch::Tensor x) {
   return sums / cells;
 }
 
+// LibTorch joins module names with '.', so a '.' in a layer name becomes '_', and a number is
+// appended when that makes two names equal.
+std::string module_name(const std::string& layer_name, const torch::nn::Module& parent) {
+  std::string name = layer_name;
+  std::replace(name.begin(), name.end(), '.', '_');
+  const std::string base = name;
+  for (int suffix = 2; parent.named_children().contains(name); ++suffix) {
+    name = fmt::format("{}_{}", base, suffix);
+  }
+  return name;
+}
+
 }  // namespace
 
 std::string KerasLayer::class_name() const {
@@ -273,11 +285,12 @@ std::string KerasLayer::class_name() const {
 }
 
 bool KerasLayer::operator==(const KerasLayer& other) const {
-  return kind == other.kind && name == other.name && input_shape == other.input_shape &&
-         units == other.units && window == other.window && strides == other.strides &&
-         same_padding == other.same_padding && activation == other.activation &&
-         use_bias == other.use_bias && rate == other.rate && momentum == other.momentum &&
-         epsilon == other.epsilon && center == other.center && scale == other.scale;
+  return kind == other.kind && name == other.name && trainable == other.trainable &&
+         input_shape == other.input_shape && units == other.units && window == other.window &&
+         strides == other.strides && same_padding == other.same_padding &&
+         activation == other.activation && use_bias == other.use_bias && rate == other.rate &&
+         momentum == other.momentum && epsilon == other.epsilon && center == other.center &&
+         scale == other.scale;
 }
 
 KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers) : layers_(std::move(layers)) {
@@ -306,9 +319,10 @@ KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers) : layers_(std
     check_weight_count(layer, shape);
     auto module = make_module(layer, shape);
     if (module) {
-      std::string name = layer.name;
-      std::replace(name.begin(), name.end(), '.', '_');
-      register_module(name, module);
+      register_module(module_name(layer.name, *this), module);
+      for (auto& parameter : module->parameters()) {
+        parameter.set_requires_grad(layer.trainable);
+      }
     }
     shape = output_shape(layer, shape);
     output_shapes_.push_back(shape);
@@ -322,6 +336,14 @@ torch::Tensor KerasNetworkImpl::forward(torch::Tensor images) {
       images.size(3) != input[1]) {
     throw ConfigError(fmt::format("images have shape ({}), expected (N, {}, {}, {})",
                                   fmt::join(images.sizes(), ", "), input[2], input[0], input[1]));
+  }
+  const auto weights_type =
+      parameters().empty() ? torch::kFloat : parameters().front().scalar_type();
+  if (images.scalar_type() != weights_type) {
+    throw ConfigError(
+        fmt::format("images are {}, expected {} like the weights (uint8 pixels "
+                    "need Dataset::preprocess or a division by 255 first)",
+                    c10::toString(images.scalar_type()), c10::toString(weights_type)));
   }
   torch::Tensor x = std::move(images);
   for (size_t i = 1; i < layers_.size(); ++i) {
@@ -372,7 +394,8 @@ std::vector<LayerSummary> KerasNetworkImpl::summary_rows() const {
     LayerSummary row{layers_[i].name, layers_[i].class_name(), output_shapes_[i], 0, 0};
     if (modules_[i]) {
       for (const auto& parameter : modules_[i]->parameters()) {
-        row.trainable_parameters += parameter.numel();
+        (parameter.requires_grad() ? row.trainable_parameters : row.fixed_parameters) +=
+            parameter.numel();
       }
       for (const auto& buffer : modules_[i]->buffers()) {
         row.fixed_parameters += buffer.numel();

@@ -145,25 +145,32 @@ void write_keras_weights(const std::string& path, const std::vector<std::string>
                          const std::vector<KerasLayerWeights>& weights,
                          const KerasFileSettings& settings) {
   H5::Exception::dontPrint();
-  write_atomically(path, [&](const std::string& temp_path) {
-    try {
-      H5::H5File file(temp_path, H5F_ACC_TRUNC);
-      if (settings.model_config.empty()) {
-        write_layer_groups(file, layer_names, weights, settings.format_version);
-      } else {
-        // model.save(): the architecture on the root, the save_weights layout in a group.
-        write_string(file, "model_config", settings.model_config);
-        write_string(file, "backend", "tensorflow");
-        write_string(file, "keras_version", kKerasVersion);
-        H5::Group group = file.createGroup("model_weights");
-        write_layer_groups(group, layer_names, weights, settings.format_version);
+  // The file system's refusals (a missing folder, a folder in the way) are WeightsErrors too.
+  try {
+    write_atomically(path, [&](const std::string& temp_path) {
+      try {
+        H5::H5File file(temp_path, H5F_ACC_TRUNC);
+        if (settings.model_config.empty()) {
+          write_layer_groups(file, layer_names, weights, settings.format_version);
+        } else {
+          // model.save(): the architecture on the root, the save_weights layout in a group.
+          write_string(file, "model_config", settings.model_config);
+          write_string(file, "backend", "tensorflow");
+          write_string(file, "keras_version", kKerasVersion);
+          H5::Group group = file.createGroup("model_weights");
+          write_layer_groups(group, layer_names, weights, settings.format_version);
+        }
+        file.close();
+      } catch (const H5::Exception& error) {
+        throw WeightsError(fmt::format("{}: cannot write HDF5 weights: {} ({})", path,
+                                       error.getDetailMsg(), error.getFuncName()));
       }
-      file.close();
-    } catch (const H5::Exception& error) {
-      throw WeightsError(fmt::format("{}: cannot write HDF5 weights: {} ({})", path,
-                                     error.getDetailMsg(), error.getFuncName()));
-    }
-  });
+    });
+  } catch (const WeightsError&) {
+    throw;
+  } catch (const Error& error) {
+    throw WeightsError(error.what());
+  }
 }
 
 KerasWeightsFile::KerasWeightsFile(std::string path, int format_version)
@@ -186,7 +193,13 @@ void KerasWeightsFile::open() {
   if (!H5::H5File::isHdf5(path_)) {
     throw WeightsError(fmt::format("{}: not an HDF5 file, expected Keras HDF5 weights", path_));
   }
-  file_.openFile(path_, H5F_ACC_RDONLY);
+  try {
+    file_.openFile(path_, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& error) {
+    throw WeightsError(fmt::format(
+        "{}: HDF5 cannot open it ({}), expected a complete file: it may be truncated or damaged",
+        path_, error.getFuncName()));
+  }
   // model.save() puts the save_weights layout under this group.
   root_ =
       file_.nameExists("model_weights") ? file_.openGroup("model_weights") : file_.openGroup("/");

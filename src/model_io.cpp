@@ -40,8 +40,27 @@ std::vector<KerasLayer> layers_of(const std::vector<BoundLayer>& bound) {
 
 // ~~~ writing ~~~
 
+// Every failure of ModelIO is a WeightsError, also when the file system refuses a write.
+void write_json(const std::string& path, const std::string& text) {
+  try {
+    detail::write_text_atomically(path, text);
+  } catch (const WeightsError&) {
+    throw;
+  } catch (const Error& error) {
+    throw WeightsError(error.what());
+  }
+}
+
 void write_weights(const std::vector<BoundLayer>& bound, const std::string& path,
                    const std::string& model_config) {
+  for (const auto& entry : bound) {
+    if (entry.layer.name.find('/') != std::string::npos) {
+      throw WeightsError(fmt::format(
+          "{}: layer '{}' has a '/' in its name, which HDF5 reads as a path; expected a name "
+          "without one",
+          path, entry.layer.name));
+    }
+  }
   std::vector<std::string> names;
   std::vector<detail::KerasLayerWeights> weights;
   for (const auto& [layer, tensors] : bound) {
@@ -162,11 +181,16 @@ WeightLoadReport load_bound(const std::vector<BoundLayer>& bound, const std::str
       report.kept.push_back({pair.model->layer.name, why});
       continue;
     }
+    bool finite = true;
     for (size_t i = 0; i < pair.model->weights.size(); ++i) {
       const auto& weight = pair.model->weights[i];
       copies.emplace_back(weight.tensor, detail::from_keras(weight, file.read(*pair.file, i)));
+      finite = finite && torch::isfinite(copies.back().second).all().item<bool>();
     }
     report.loaded.push_back(pair.model->layer.name);
+    if (!finite) {
+      report.not_finite.push_back(pair.model->layer.name);
+    }
   }
 
   torch::NoGradGuard no_grad;
@@ -203,8 +227,9 @@ std::string model_config_of(const std::string& model_path) {
 
 void ModelIO::save(EmotionNet model, const std::string& json_path,
                    const std::string& weights_path) {
-  detail::write_text_atomically(json_path, architecture_json(model));
+  // The weights first: they are the part that can be refused, and no JSON is left without them.
   save_weights(model, weights_path);
+  write_json(json_path, architecture_json(model));
 }
 
 void ModelIO::save_model(EmotionNet model, const std::string& model_path) {
@@ -245,8 +270,9 @@ WeightLoadReport ModelIO::load_weights(EmotionNet model, const std::string& weig
 
 void ModelIO::save(KerasNetwork model, const std::string& json_path,
                    const std::string& weights_path) {
-  detail::write_text_atomically(json_path, architecture_json(model));
+  // The weights first: they are the part that can be refused, and no JSON is left without them.
   save_weights(model, weights_path);
+  write_json(json_path, architecture_json(model));
 }
 
 void ModelIO::save_model(KerasNetwork model, const std::string& model_path) {
@@ -310,6 +336,10 @@ void ModelIO::export_torchscript(KerasNetwork model, const std::string& path) {
   } catch (const c10::Error& error) {
     throw WeightsError(
         fmt::format("{}: cannot write TorchScript: {}", path, error.what_without_backtrace()));
+  } catch (const WeightsError&) {
+    throw;
+  } catch (const Error& error) {
+    throw WeightsError(error.what());
   }
 }
 

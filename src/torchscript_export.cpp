@@ -166,6 +166,13 @@ torch::jit::Module torchscript_module(KerasNetwork& network) {
   torch::jit::Module module("fvc_keras_network");
   ScriptWriter script(module);
   const auto& layers = network->layers();
+
+  // The layers after a Flatten only work for the size the model was built for: say so plainly.
+  const auto& [height, width, channels] = layers.front().input_shape;
+  script.line(
+      fmt::format("assert x.dim() == 4 and x.size(1) == {0} and x.size(2) == {1} and "
+                  "x.size(3) == {2}, 'expected float images (N, {0}, {1}, {2})'",
+                  channels, height, width));
   for (size_t i = 1; i < layers.size(); ++i) {
     write_layer(script, layers[i], network->output_shapes()[i - 1], network->layer_module(i).get());
   }

@@ -186,9 +186,24 @@ TEST_CASE("KerasNetwork refuses a chain it cannot compute, naming the layer", "[
         "layer 'c' (Conv2D): the name is empty or used twice, expected unique "
         "layer names");
   }
+  SECTION("images of another type") {
+    auto network = build({input(4, 4, 1), conv("c", 1, 1, 1, false)});
+    REQUIRE_THROWS_WITH(network->forward(torch::zeros({1, 1, 4, 4}, torch::kByte)),
+                        "images are Byte, expected Float like the weights (uint8 pixels need "
+                        "Dataset::preprocess or a division by 255 first)");
+  }
   SECTION("images of another shape") {
     auto network = build({input(4, 4, 1), layer_of(LayerKind::kFlatten, "f")});
     REQUIRE_THROWS_WITH(network->forward(torch::zeros({1, 3, 4, 4})),
                         "images have shape (1, 3, 4, 4), expected (N, 1, 4, 4)");
   }
+}
+
+TEST_CASE("KerasNetwork keeps layers apart whose names differ only by a dot", "[model]") {
+  auto network = build({input(4, 4, 1), conv("a.b", 1, 1, 1, false), conv("a_b", 1, 1, 1, false)});
+
+  const auto children = network->named_children();
+  CHECK(children.contains("a_b"));
+  CHECK(children.contains("a_b_2"));
+  CHECK(network->layer_module(1) != network->layer_module(2));
 }

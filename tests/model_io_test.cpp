@@ -210,19 +210,93 @@ TEST_CASE("ModelIO refuses broken weight files and leaves the model unchanged", 
     const auto path = dir.path("cut.h5");
     ModelIO::save_weights(model, path);
     std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
-    REQUIRE_THROWS_WITH(ModelIO::load_weights(model, path), Catch::StartsWith(path + ": "));
+    REQUIRE_THROWS_WITH(ModelIO::load_weights(model, path),
+                        path +
+                            ": HDF5 cannot open it (H5File::openFile), expected a complete "
+                            "file: it may be truncated or damaged");
   }
 
   CHECK(same_parameters(model, snapshot));
 }
 
 TEST_CASE("ModelIO reports an unwritable destination", "[io]") {
-  const std::string path = "/nonexistent-folder/m.h5";
+  TempDir dir;
+  fvc::EmotionNet model(small_net_options());
 
-  REQUIRE_THROWS_AS(ModelIO::save_weights(fvc::EmotionNet(small_net_options()), path),
-                    WeightsError);
-  REQUIRE_THROWS_WITH(ModelIO::save_weights(fvc::EmotionNet(small_net_options()), path),
-                      Catch::StartsWith(path + ": cannot write HDF5 weights"));
+  SECTION("a missing folder") {
+    const std::string path = "/nonexistent-folder/m.h5";
+    REQUIRE_THROWS_AS(ModelIO::save_weights(model, path), WeightsError);
+    REQUIRE_THROWS_WITH(ModelIO::save_weights(model, path),
+                        path + ": cannot write: folder /nonexistent-folder does not exist");
+  }
+  SECTION("a folder in the way") {
+    REQUIRE_THROWS_AS(ModelIO::export_torchscript(model, dir.path("")), WeightsError);
+    REQUIRE_THROWS_WITH(ModelIO::save_weights(model, dir.path("")),
+                        dir.path("") + ": is a folder, expected a file name to write");
+  }
+  SECTION("a layer name HDF5 cannot hold, refused before any file is written") {
+    auto layers = ModelIO::to_network(model)->layers();
+    layers[1].name = "block1/conv1";
+    fvc::KerasNetwork network(layers);
+    REQUIRE_THROWS_WITH(ModelIO::save(network, dir.path("m.json"), dir.path("m.h5")),
+                        dir.path("m.h5") +
+                            ": layer 'block1/conv1' has a '/' in its name, which HDF5 reads as a "
+                            "path; expected a name without one");
+    CHECK_FALSE(std::filesystem::exists(dir.path("m.json")));
+  }
+}
+
+TEST_CASE("ModelIO reads what Keras wrote around the computation", "[io]") {
+  TempDir dir;
+  auto text = ModelIO::architecture_json(fvc::EmotionNet(small_net_options()));
+
+  SECTION("a byte order mark") {
+    CHECK(ModelIO::parse_layers("\xEF\xBB\xBF" + text, "m.json").size() == 23);
+  }
+  SECTION("settings fvc does not compute with survive a round trip") {
+    text = replaced(text, R"("kernel_regularizer":null)",
+                    R"("kernel_regularizer":{"class_name":"L1L2","config":{"l1":0.0,"l2":0.01}})");
+    text = replaced(text, R"("name":"conv1_2","trainable":true)",
+                    R"("name":"conv1_2","trainable":false)");
+    fvc::KerasNetwork network(ModelIO::parse_layers(text, "m.json"));
+
+    CHECK_THAT(ModelIO::architecture_json(network),
+               Catch::Contains(R"("kernel_regularizer":{"class_name":"L1L2")"));
+    CHECK_THAT(ModelIO::architecture_json(network),
+               Catch::Contains(R"("name":"conv1_2","trainable":false)"));
+    // conv1_2 (8 x 8 x 9 + 8) is frozen.
+    CHECK_THAT(network->summary(), Catch::Contains("Non-trainable params: 584\n"));
+  }
+  SECTION("an output other than the last layer") {
+    text = replaced(text, R"("output_layers":[["fc8",0,0]])", R"("output_layers":[["fc7",0,0]])");
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers(text, "m.json"),
+                        R"(m.json: output_layers is [["fc7",0,0]], expected [["fc8", 0, 0]]: fvc )"
+                        "builds one chain from the first layer to the last");
+  }
+  SECTION("JSON that is not a model") {
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers("[1, 2, 3]", "m.json"),
+                        "m.json: JSON holds an array, expected a Keras model object with "
+                        "class_name and config");
+    REQUIRE_THROWS_WITH(ModelIO::parse_layers(R"({"class_name": "Model"})", "m.json"),
+                        "m.json: config has no layer list, expected Keras layers");
+  }
+}
+
+TEST_CASE("ModelIO reports weights that are not finite", "[io]") {
+  torch::manual_seed(27);
+  TempDir dir;
+  fvc::EmotionNet model(small_net_options());
+  {
+    torch::NoGradGuard no_grad;
+    model->head->fc7->bias[3] = std::numeric_limits<float>::quiet_NaN();
+  }
+  ModelIO::save_weights(model, dir.path("nan.h5"));
+
+  const auto report =
+      ModelIO::load_weights(fvc::EmotionNet(small_net_options()), dir.path("nan.h5"));
+
+  CHECK(report.loaded.size() == 16);
+  CHECK(report.not_finite == std::vector<std::string>{"fc7"});
 }
 
 TEST_CASE("ModelIO refuses Keras graphs that are not chains of supported layers", "[io]") {

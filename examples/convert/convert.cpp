@@ -19,11 +19,14 @@
 //
 // An architecture JSON without --weights can only be summarised: its layers
 // would hold freshly initialised weights, and a file of those looks trained
-// but predicts nothing.
+// but predicts nothing. Each layer's settings that fvc does not compute with
+// (initialisers, regularisers, constraints) are written back as they were
+// read; a Sequential model comes back as the equivalent functional Model.
 
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fvc/fvc.h>
@@ -104,13 +107,32 @@ fvc::KerasNetwork load(const Settings& s, bool json) {
   }
 }
 
+// Keras loads NaN weights without a word; a model that diverged in training should not travel
+// on unnoticed.
+void warn_if_not_finite(const fvc::KerasNetwork& network) {
+  std::vector<std::string> names;
+  for (const auto& item : network->named_parameters()) {
+    if (!torch::isfinite(item.value()).all().item<bool>()) {
+      names.push_back(item.key());
+    }
+  }
+  if (!names.empty()) {
+    fmt::print("warning: NaN or infinite weights in {}\n", fmt::join(names, ", "));
+  }
+}
+
 int run(const Settings& s) {
   const bool json = is_json_file(s.model);
   const fvc::KerasNetwork network = load(s, json);
   const auto& layers = network->layers();
   const std::string source = s.weights.empty() ? s.model : s.model + " and " + s.weights;
-  fmt::print("read {}: {} layers, {} parameters\n", source, layers.size(),
-             with_commas(network->parameter_count()));
+  int64_t total = 0;
+  for (const auto& row : network->summary_rows()) {
+    total += row.trainable_parameters + row.fixed_parameters;
+  }
+  fmt::print("read {}: {} layers, {} parameters ({} trainable)\n", source, layers.size(),
+             with_commas(total), with_commas(network->parameter_count()));
+  warn_if_not_finite(network);
   if (json && s.weights.empty()) {
     fmt::print("no --weights: the weights are Glorot-initialised, not trained\n");
   }

@@ -77,6 +77,18 @@ std::string lowercase(std::string text) {
   return text;
 }
 
+fvc::EmotionNet load_model(const Settings& s) {
+  try {
+    return s.weights.empty() ? fvc::ModelIO::load(s.model) : fvc::ModelIO::load(s.model, s.weights);
+  } catch (const fvc::WeightsError& error) {
+    // A Keras model of another architecture is readable, just not by this program.
+    throw fvc::WeightsError(fmt::format(
+        "{}\n(fvc-evaluate scores the study's finetune architecture; fvc-convert --summary reads "
+        "other Keras models)",
+        error.what()));
+  }
+}
+
 int run(const Settings& s) {
   fvc::resolve_device(s.device);
   std::error_code error;
@@ -87,8 +99,7 @@ int run(const Settings& s) {
   }
 
   // The model first: a bad file should not wait for the data to load.
-  fvc::EmotionNet model =
-      s.weights.empty() ? fvc::ModelIO::load(s.model) : fvc::ModelIO::load(s.model, s.weights);
+  fvc::EmotionNet model = load_model(s);
   fmt::print("loaded {} ({} parameters)\n", s.weights.empty() ? s.model : s.weights,
              model->parameter_count());
 

@@ -204,10 +204,9 @@ void report(const char* name, const fvc::Evaluation& result, const std::string& 
                        result.accuracy, result.correct(), result.count, result.loss, csv_path));
 }
 
-// "conv1_1 .. conv5_3" for a long run of layers, every name for a few.
-std::string name_span(const std::vector<std::string>& names) {
-  return names.size() > 3 ? fmt::format("{} .. {}", names.front(), names.back())
-                          : fmt::format("{}", fmt::join(names, ", "));
+// Every name: a range such as "conv1_1 .. conv5_3" would hide a layer missing in between.
+std::string name_list(const std::vector<std::string>& names) {
+  return fmt::format("{}", fmt::join(names, ", "));
 }
 
 // Fills the layers the file has by name and says which kept their initial values, so that a
@@ -231,16 +230,20 @@ void load_initial_weights(fvc::EmotionNet model, const Settings& s) {
         "{}: no layer loaded by name: {}", s.init_weights,
         mismatched ? "every layer it shares with the model has other shapes; does --base-filters "
                      "match the file?"
-                   : fmt::format("the file has none of the model's layers ({})", name_span(kept))));
+                   : fmt::format("the file has none of the model's layers ({})", name_list(kept))));
   }
 
   std::string line =
       fmt::format("init weights: {}: loaded {} layer{} ({})", s.init_weights, report.loaded.size(),
-                  report.loaded.size() == 1 ? "" : "s", name_span(report.loaded));
+                  report.loaded.size() == 1 ? "" : "s", name_list(report.loaded));
   if (!kept.empty()) {
-    line += fmt::format("; kept {} as initialised ({})", kept.size(), name_span(kept));
+    line += fmt::format("; kept {} as initialised ({})", kept.size(), name_list(kept));
   }
   log_line(line);
+  if (!report.not_finite.empty()) {
+    log_line(fmt::format("warning: {}: NaN or infinite weights in {}", s.init_weights,
+                         name_list(report.not_finite)));
+  }
 }
 
 // Makes the output folder before any long work starts, so a bad --out fails at once.

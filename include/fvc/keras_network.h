@@ -30,6 +30,9 @@ enum class LayerKind {
 struct KerasLayer {
   LayerKind kind = LayerKind::kInputLayer;
   std::string name;
+  /// Keras's `trainable`: false freezes the layer's weights, which then count
+  /// as non-trainable.
+  bool trainable = true;
 
   /// InputLayer: height, width, channels.
   std::array<int64_t, 3> input_shape{0, 0, 0};
@@ -57,9 +60,15 @@ struct KerasLayer {
   bool center = true;  ///< has beta
   bool scale = true;   ///< has gamma
 
+  /// The layer's config as its file had it (JSON text), empty for a layer
+  /// made in code. Writing starts from it, so the settings fvc does not use
+  /// (initialisers, regularisers, constraints) survive a conversion.
+  std::string keras_config;
+
   /// The Keras class name, e.g. "Conv2D".
   std::string class_name() const;
 
+  /// Whether two layers compute the same: every field but `keras_config`.
   bool operator==(const KerasLayer& other) const;
   bool operator!=(const KerasLayer& other) const { return !(*this == other); }
 };
@@ -71,7 +80,8 @@ struct LayerSummary {
   /// Keras's output shape without the batch: (H, W, C) or (units).
   std::vector<int64_t> output_shape;
   int64_t trainable_parameters = 0;
-  /// BatchNormalization's moving mean and variance.
+  /// BatchNormalization's moving mean and variance, and the weights of a
+  /// layer that is not trainable.
   int64_t fixed_parameters = 0;
 };
 
@@ -115,7 +125,8 @@ class KerasNetworkImpl : public torch::nn::Module {
   /// The table Keras's `model.summary()` prints.
   std::string summary() const;
 
-  /// Trainable values (BatchNormalization's moving statistics excluded).
+  /// Trainable values (BatchNormalization's moving statistics and frozen
+  /// layers excluded).
   int64_t parameter_count() const;
 
  private:

@@ -39,6 +39,9 @@ struct WeightLoadReport {
   /// Model layers with weights left alone: absent from the file (with
   /// `by_name`) or mismatched (with `skip_mismatch`).
   std::vector<KeptLayer> kept;
+  /// Loaded layers whose weights hold NaN or infinity: loaded as Keras would,
+  /// but a model trained into divergence predicts nothing useful.
+  std::vector<std::string> not_finite;
 };
 
 /// Reads and writes models in Keras 2's formats: the architecture as
