@@ -98,7 +98,8 @@ struct LayerSummary {
 /// Dense kernel after it is Keras's kernel transposed. `EmotionNet` flattens
 /// channel first instead; `ModelIO` converts between the two.
 ///
-/// Submodules are named after the layers (a '.' in a name becomes '_'):
+/// Submodules are named after the layers (a '.' in a name becomes '_', and a
+/// number follows when that makes two names equal):
 /// Conv2D and Dense hold `weight` and `bias`; BatchNormalization holds
 /// `weight` (gamma), `bias` (beta) and buffers `running_mean`, `running_var`.
 class KerasNetworkImpl : public torch::nn::Module {
