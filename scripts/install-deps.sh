@@ -9,7 +9,9 @@ packages=(
   libhdf5-dev                  # Keras weight files
   nlohmann-json3-dev           # Keras architecture JSON
   libfmt-dev                   # messages and log lines
-  zlib1g-dev                   # .csv.gz input
+  libisal-dev                  # .csv.gz input (streaming inflate), CRC-64 of cached sources
+  zlib1g-dev                   # gzip test fixtures, the benchmark's inflate yardstick
+  libpng-dev libjpeg-dev       # image folders: PNG and JPEG decoders (libjpeg-turbo)
   catch2                       # unit tests (v2)
   libcli11-dev                 # command-line options of the examples
   python3-h5py                 # the tests' independent reader of the Keras files (brings numpy)

@@ -73,15 +73,31 @@ Dataset::Dataset(torch::Tensor images, torch::Tensor labels, torch::Tensor split
   }
 }
 
-Dataset Dataset::read_csv(const std::string& path) {
-  detail::CsvRows rows = detail::read_fer_csv(path);
-  const auto n = static_cast<int64_t>(rows.labels.size());
+std::string BadRow::message() const { return fmt::format("{}:{}: {}", file, line, what); }
 
-  auto images = torch::empty({n, kImageSide, kImageSide}, torch::kUInt8);
-  std::memcpy(images.data_ptr<uint8_t>(), rows.pixels.data(), rows.pixels.size());
-  auto labels = torch::tensor(rows.labels, torch::kLong);
-  auto splits = torch::from_blob(rows.splits.data(), {n}, torch::kUInt8).clone();
-  return Dataset(images, labels, splits, path);
+Dataset Dataset::read_csv(const std::string& path) { return read_csv(path, CsvOptions()); }
+
+Dataset Dataset::read_csv(const std::string& path, const CsvOptions& options, CsvReport* report) {
+  const bool collect = options.on_bad_row() == BadRows::kCollect;
+  if (collect && report == nullptr) {
+    throw ConfigError("on_bad_row is kCollect, but no CsvReport was given to receive the bad rows");
+  }
+  if (options.threads() < 0) {
+    throw ConfigError(
+        fmt::format("threads is {}, expected 0 (one per core) or more", options.threads()));
+  }
+  detail::CsvReadSettings settings;
+  settings.collect_bad_rows = collect;
+  settings.threads = options.threads();
+  detail::CsvRows rows = detail::read_fer_csv(path, settings);
+  if (report != nullptr) {
+    *report = CsvReport();
+    report->rows = rows.images.size(0);
+    for (auto& problem : rows.bad_rows) {
+      report->bad_rows.push_back({path, problem.line, std::move(problem.what)});
+    }
+  }
+  return Dataset(rows.images, rows.labels, rows.splits, path);
 }
 
 Dataset Dataset::synthetic(int64_t count, uint64_t seed) {

@@ -1,6 +1,9 @@
 #include "fvc/trainer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -47,10 +50,47 @@ void check_options(const TrainerOptions& options, const EmotionNet& model) {
         "epsilon in (0, 1)",
         options.beta1(), options.beta2(), options.epsilon()));
   }
+  if (options.prefetch() < 0) {
+    throw ConfigError(
+        fmt::format("prefetch is {}, expected 0 or more batches", options.prefetch()));
+  }
+  check_augmentation(options.augmentation());
   if (model->options().classes() != kNumEmotions) {
     throw ConfigError(fmt::format("model has {} classes, expected {} for FER2013 labels",
                                   model->options().classes(), kNumEmotions));
   }
+}
+
+// The mean cross-entropy of the batch; with `class_weights` defined, the mean of each image's
+// loss times its class's weight, as Keras applies class_weight.
+torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,
+                            const torch::Tensor& class_weights) {
+  namespace F = torch::nn::functional;
+  if (!class_weights.defined()) {
+    return F::cross_entropy(logits, labels);
+  }
+  const auto each =
+      F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  return (each * class_weights.index_select(0, labels)).mean();
+}
+
+// One line naming what differs from the reference recipe; empty when nothing does.
+std::string recipe_line(const TrainerOptions& o, const std::array<double, kNumEmotions>& weights) {
+  std::vector<std::string> parts;
+  if (augments(o.augmentation())) {
+    parts.push_back("augmentation " + describe(o.augmentation()));
+  }
+  if (o.sampling() == Sampling::kBalanced) {
+    parts.push_back("sampling balanced (with replacement)");
+  }
+  if (o.class_weights() == ClassWeights::kBalanced) {
+    std::vector<std::string> named;
+    for (int64_t label = 0; label < kNumEmotions; ++label) {
+      named.push_back(fmt::format("{} {:.4f}", emotion_name(label), weights[label]));
+    }
+    parts.push_back(fmt::format("class weights {}", fmt::join(named, " ")));
+  }
+  return fmt::format("{}", fmt::join(parts, "; "));
 }
 
 // Sums that stay on the device during an epoch, so a GPU is not stopped after every batch.
@@ -121,6 +161,23 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   }
   std::vector<EpochStats> fitted;
 
+  Loader loader(train, LoaderOptions()
+                           .batch_size(o.batch_size())
+                           .seed(o.seed())
+                           .device(s.device)
+                           .prefetch(o.prefetch())
+                           .sampling(o.sampling())
+                           .augmentation(o.augmentation()));
+  const auto weights = balanced_class_weights(train);
+  torch::Tensor class_weights;
+  if (o.class_weights() == ClassWeights::kBalanced) {
+    class_weights = torch::tensor(std::vector<double>(weights.begin(), weights.end()))
+                        .to(s.device, torch::kFloat);
+  }
+  if (const auto recipe = recipe_line(o, weights); !recipe.empty() && first_epoch <= last_epoch) {
+    s.log(recipe);
+  }
+
   s.stopped = false;
   for (int64_t epoch = first_epoch; epoch <= last_epoch && !s.stopped; ++epoch) {
     const auto start = Clock::now();
@@ -130,16 +187,14 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     RunningTotals totals(s.device, resumed);
     const auto train_seconds = [&] { return resumed.train_seconds + seconds_since(start); };
 
-    const torch::Tensor order = train.epoch_order(o.seed(), epoch - 1);
-    for (int64_t begin = resumed.images_done; begin < train.count(); begin += o.batch_size()) {
-      Batch batch = train.batch(order.slice(0, begin, begin + o.batch_size()), s.device);
-
-      auto logits = s.model->forward(batch.images);
-      auto loss = torch::nn::functional::cross_entropy(logits, batch.labels);
+    loader.start_epoch(epoch - 1, resumed.images_done);
+    while (std::optional<Batch> batch = loader.next()) {
+      auto logits = s.model->forward(batch->images);
+      auto loss = training_loss(logits, batch->labels, class_weights);
       s.optimizer.zero_grad();
       loss.backward();
       s.optimizer.step();
-      totals.add(logits, batch.labels, loss);
+      totals.add(logits, batch->labels, loss);
 
       if (o.progress()) {
         o.progress()({epoch, last_epoch, totals.images, train.count(), train_seconds(),
@@ -225,6 +280,19 @@ const std::vector<EpochStats>& Trainer::history() const { return state_->history
 torch::Device Trainer::device() const { return state_->device; }
 const TrainerOptions& Trainer::options() const { return state_->options; }
 EmotionNet Trainer::model() const { return state_->model; }
+
+std::array<double, kNumEmotions> balanced_class_weights(const Dataset& data) {
+  const auto counts = data.class_counts();
+  const auto present = std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; });
+  std::array<double, kNumEmotions> weights{};
+  for (size_t label = 0; label < counts.size(); ++label) {
+    if (counts[label] > 0) {
+      weights[label] =
+          static_cast<double>(data.count()) / (static_cast<double>(present) * counts[label]);
+    }
+  }
+  return weights;
+}
 
 std::string format_epoch_line(const EpochStats& stats, int64_t epochs) {
   return fmt::format(

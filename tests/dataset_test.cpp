@@ -1,5 +1,7 @@
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "catch_with_torch.h"
 
@@ -164,6 +166,215 @@ TEST_CASE("Dataset rejects malformed CSV naming file and line and what was expec
     std::filesystem::resize_file(gz_path, std::filesystem::file_size(gz_path) - 12);
     REQUIRE_THROWS_AS(Dataset::read_csv(gz_path), DataError);
     REQUIRE_THROWS_WITH(Dataset::read_csv(gz_path), Catch::StartsWith(gz_path + ": "));
+  }
+}
+
+namespace {
+
+// The text of a file with `lines` (no newline inside any) in one of the layouts a FER2013 CSV
+// may come in.
+struct Layout {
+  std::string name;
+  std::string newline;
+  bool bom = false;
+  bool final_newline = true;
+};
+
+std::vector<Layout> layouts() {
+  return {{"LF", "\n"},
+          {"CRLF", "\r\n"},
+          {"LF with a byte order mark", "\n", true},
+          {"CRLF with a byte order mark", "\r\n", true},
+          {"LF, no final newline", "\n", false, false},
+          {"CRLF, no final newline", "\r\n", true, false}};
+}
+
+std::string lay_out(const Layout& layout, const std::vector<std::string>& lines) {
+  std::string text = layout.bom ? "\xEF\xBB\xBF" : "";
+  for (size_t i = 0; i < lines.size(); ++i) {
+    text += lines[i];
+    if (i + 1 < lines.size() || layout.final_newline) {
+      text += layout.newline;
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("Dataset gives the same message for a malformed row in every layout", "[dataset]") {
+  TempDir dir;
+  const auto path = dir.path("bad.csv");
+  const std::string good = csv_row(1, 7, "Training");
+  auto with_pixels = [&](const std::string& pixels) { return "1," + pixels + ",Training"; };
+  std::string short_pixels = good.substr(2, good.rfind(',') - 2);
+  short_pixels.erase(0, short_pixels.find(' ') + 1);
+  const std::string pixels = good.substr(2, good.rfind(',') - 2);
+
+  struct Case {
+    std::vector<std::string> lines;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"label,pixels,Usage", good},
+       ":1: header is 'label,pixels,Usage', expected 'emotion,pixels,Usage'"},
+      {{kHeader, good, "3,1 2 3"}, ":3: row has 2 field(s), expected 3 (emotion,pixels,Usage)"},
+      {{kHeader, good + ",extra"}, ":2: row has 4 field(s), expected 3 (emotion,pixels,Usage)"},
+      {{kHeader, with_pixels(short_pixels)}, ":2: pixels has 2303 values, expected 2304 (48x48)"},
+      {{kHeader, with_pixels(pixels + " 5")}, ":2: pixels has 2305 values, expected 2304 (48x48)"},
+      {{kHeader, with_pixels("256" + pixels.substr(1))},
+       ":2: pixel 1 has '256', expected an integer 0..255"},
+      {{kHeader, with_pixels("7 1000" + pixels.substr(3))},
+       ":2: pixel 2 has '1000', expected an integer 0..255"},
+      {{kHeader, with_pixels("7 8.5" + pixels.substr(3))},
+       ":2: pixel 2 has '8.5', expected an integer 0..255"},
+      {{kHeader, with_pixels("7 -8" + pixels.substr(3))},
+       ":2: pixel 2 has '-8', expected an integer 0..255"},
+      {{kHeader, with_pixels("7\t8" + pixels.substr(3))},
+       ":2: pixel 1 has '7\t8', expected an integer 0..255"},
+      {{kHeader, csv_row(7, 0, "Training")}, ":2: emotion has '7', expected an integer 0..6"},
+      {{kHeader, csv_row(1, 0, "Training").replace(0, 1, "happy")},
+       ":2: emotion has 'happy', expected an integer 0..6"},
+      {{kHeader, csv_row(1, 0, "Training").replace(0, 1, "")},
+       ":2: emotion has '', expected an integer 0..6"},
+      {{kHeader, csv_row(1, 0, "Validation")},
+       ":2: Usage has 'Validation', expected Training, PublicTest or PrivateTest"},
+      {{kHeader, csv_row(1, 0, "training")},
+       ":2: Usage has 'training', expected Training, PublicTest or PrivateTest"},
+      {{kHeader, good, "", good}, ":3: line is empty, expected a row 'emotion,pixels,Usage'"},
+      {{kHeader, good, "", "", good, good + ","},
+       ":3: line is empty, expected a row 'emotion,pixels,Usage'"},
+  };
+
+  for (const auto& layout : layouts()) {
+    for (const auto& test : cases) {
+      // In a CRLF file the row's own last field keeps no '\r': the message shows the same.
+      INFO(layout.name << ", expecting " << test.expected);
+      CHECK(read_error(dir, lay_out(layout, test.lines)) == path + test.expected);
+    }
+  }
+}
+
+TEST_CASE("Dataset reads rows in every line ending and byte order mark layout", "[dataset]") {
+  TempDir dir;
+  const auto path = dir.path("fer.csv");
+  const std::vector<std::string> lines = {kHeader, csv_row(3, 0, "Training"),
+                                          csv_row(6, 100, "PublicTest"),
+                                          csv_row(0, 255, "PrivateTest")};
+
+  for (const auto& layout : layouts()) {
+    INFO(layout.name);
+    write_file(path, lay_out(layout, lines));
+
+    const Dataset data = Dataset::read_csv(path);
+
+    REQUIRE(data.count() == 3);
+    CHECK(data.labels()[1].item<int64_t>() == 6);
+    CHECK(data.splits()[2].item<int64_t>() == static_cast<int64_t>(Split::kPrivateTest));
+    CHECK(data.images()[2][47][47].item<int64_t>() == (255 + 2303) % 256);
+  }
+
+  SECTION("mixed line endings, and a CR before the end of the file") {
+    write_file(path, kHeader + "\r\n" + lines[1] + "\n" + lines[2] + "\r\n" + lines[3] + "\r");
+    CHECK(Dataset::read_csv(path).count() == 3);
+  }
+  SECTION("quoted fields, and spaces around pixels") {
+    std::string row = csv_row(4, 9, "Training");
+    const size_t first = row.find(',');
+    const size_t second = row.rfind(',');
+    row = "\"4\",\"  " + row.substr(first + 1, second - first - 1) + " \",\"Training\"";
+    write_file(path, kHeader + "\n" + row + "\n" + lines[1] + "\n");
+    const Dataset data = Dataset::read_csv(path);
+    REQUIRE(data.count() == 2);
+    CHECK(data.labels()[0].item<int64_t>() == 4);
+    CHECK(data.images()[0][0][1].item<int64_t>() == 10);
+  }
+  SECTION("leading zeros") {
+    std::string row = csv_row(2, 7, "Training");
+    row.replace(2, 1, "007");
+    write_file(path, kHeader + "\n" + row + "\n");
+    CHECK(Dataset::read_csv(path).images()[0][0][0].item<int64_t>() == 7);
+  }
+}
+
+TEST_CASE("Dataset reads gzip members one after another and ignores trailing bytes", "[dataset]") {
+  TempDir dir;
+  const auto first = dir.path("first.gz");
+  const auto second = dir.path("second.gz");
+  fvc::testing::write_gzip_file(first, kHeader + "\n" + csv_row(1, 0, "Training") + "\n");
+  fvc::testing::write_gzip_file(second, csv_row(2, 5, "PublicTest") + "\n");
+  const auto path = dir.path("fer.csv.gz");
+
+  SECTION("two members") {
+    write_file(path, fvc::testing::read_text(first) + fvc::testing::read_text(second));
+    const Dataset data = Dataset::read_csv(path);
+    REQUIRE(data.count() == 2);
+    CHECK(data.labels()[1].item<int64_t>() == 2);
+  }
+  SECTION("bytes after the last member") {
+    write_file(path, fvc::testing::read_text(first) + "not gzip\n");
+    CHECK(Dataset::read_csv(path).count() == 1);
+  }
+  SECTION("a damaged checksum") {
+    std::string bytes = fvc::testing::read_text(first);
+    bytes[bytes.size() - 8] = static_cast<char>(bytes[bytes.size() - 8] ^ 0x55);
+    write_file(path, bytes);
+    REQUIRE_THROWS_WITH(Dataset::read_csv(path),
+                        path + ": cannot decompress: incorrect data check");
+  }
+  SECTION("a member cut short") {
+    const std::string bytes = fvc::testing::read_text(first);
+    write_file(path, bytes.substr(0, bytes.size() - 4));
+    REQUIRE_THROWS_WITH(Dataset::read_csv(path),
+                        path + ": gzip stream ends early, expected a complete file");
+  }
+}
+
+TEST_CASE("Dataset collects bad rows into a report when asked", "[dataset]") {
+  TempDir dir;
+  const auto path = dir.path("fer.csv");
+  const auto options = fvc::CsvOptions().on_bad_row(fvc::BadRows::kCollect);
+  write_file(path, kHeader + "\n" + csv_row(3, 0, "Training") + "\n" + "3,1 2 3\n" +
+                       csv_row(7, 0, "Training") + "\n\n" + csv_row(5, 1, "PrivateTest") + "\n" +
+                       csv_row(1, 0, "Validation") + "\n\n\n");
+  fvc::CsvReport report;
+
+  const Dataset data = Dataset::read_csv(path, options, &report);
+
+  REQUIRE(data.count() == 2);
+  CHECK(data.labels()[1].item<int64_t>() == 5);
+  CHECK(report.rows == 2);
+  REQUIRE(report.bad_rows.size() == 4);
+  CHECK(report.bad_rows[0].file == path);
+  CHECK(report.bad_rows[0].line == 3);
+  CHECK(report.bad_rows[0].what == "row has 2 field(s), expected 3 (emotion,pixels,Usage)");
+  CHECK(report.bad_rows[1].message() == path + ":4: emotion has '7', expected an integer 0..6");
+  CHECK(report.bad_rows[2].message() ==
+        path + ":5: line is empty, expected a row 'emotion,pixels,Usage'");
+  CHECK(report.bad_rows[3].line == 7);
+  // The first bad row is what the default throws.
+  REQUIRE_THROWS_WITH(Dataset::read_csv(path), report.bad_rows[0].message());
+
+  SECTION("a wrong header still throws: the file is not FER2013") {
+    write_file(path, "a,b,c\n" + csv_row(3, 0, "Training") + "\n");
+    REQUIRE_THROWS_WITH(Dataset::read_csv(path, options, &report),
+                        path + ":1: header is 'a,b,c', expected 'emotion,pixels,Usage'");
+  }
+  SECTION("a clean file gives an empty report") {
+    write_file(path, three_rows("\r\n"));
+    Dataset::read_csv(path, options, &report);
+    CHECK(report.rows == 3);
+    CHECK(report.bad_rows.empty());
+  }
+  SECTION("collecting needs a report to fill") {
+    REQUIRE_THROWS_AS(Dataset::read_csv(path, options), fvc::ConfigError);
+    REQUIRE_THROWS_WITH(
+        Dataset::read_csv(path, options),
+        "on_bad_row is kCollect, but no CsvReport was given to receive the bad rows");
+  }
+  SECTION("a negative thread count") {
+    REQUIRE_THROWS_WITH(Dataset::read_csv(path, fvc::CsvOptions().threads(-1)),
+                        "threads is -1, expected 0 (one per core) or more");
   }
 }
 

@@ -62,4 +62,16 @@ EmotionNetOptions small_net_options() {
   return options;
 }
 
+AugmentationOptions every_augmentation() {
+  return AugmentationOptions()
+      .crop_padding(4)
+      .flip(true)
+      .rotation(10)
+      .scale(0.1)
+      .shift(0.1)
+      .erasing(0.5)
+      .brightness(0.2)
+      .contrast(0.2);
+}
+
 }  // namespace fvc::testing

@@ -35,6 +35,9 @@ void write_gzip_file(const std::string& path, const std::string& text);
 /// One FER2013 CSV row: label, 2304 pixels (each `pixel`), usage.
 std::string csv_row(int label, int pixel, const std::string& usage);
 
+/// Every augmentation switched on, at the strengths fvc-finetune's --augment uses.
+AugmentationOptions every_augmentation();
+
 /// A narrow network that trains in seconds: same layers, fewer filters and units.
 EmotionNetOptions small_net_options();
 

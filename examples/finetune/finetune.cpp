@@ -15,6 +15,11 @@
 //   fvc-finetune --data fer2013.csv.gz --limit 2000 --epochs 1   # a quick look
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
 //   fvc-finetune --data fer2013.csv.gz --init-weights rcmalli_vggface_tf_notop_vgg16.h5
+//   fvc-finetune --images fer2013-images --augment flip,crop --class-weights balanced
+//
+// --images reads FER2013 as image folders, DIR/<split>/<emotion>/<image>. --augment, --sampling
+// and --class-weights change the study's recipe: random changes to each training batch, rows
+// drawn so that every emotion is equally frequent, or a loss that weighs the rare ones more.
 //
 // --init-weights starts from pretrained Keras weights, loaded by layer name
 // as the study loaded keras-vggface's VGG16 "notop" file: its conv1_1 ..
@@ -36,6 +41,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -91,7 +97,85 @@ struct Settings {
   std::string resume;
   std::string init_weights;
   bool skip_mismatch = false;
+  std::string images;
+  std::string augment;
+  std::string sampling = "shuffle";
+  std::string class_weights = "none";
+  int64_t prefetch = 2;
 };
+
+// The strength each --augment name gets when no value follows it.
+struct AugmentDefault {
+  const char* name;
+  double value;
+  const char* means;
+};
+constexpr AugmentDefault kAugmentDefaults[] = {
+    {"crop", 4, "pixels of padding before a random crop"},
+    {"flip", 1, "left-right mirroring of half the images"},
+    {"rotate", 10, "largest rotation in degrees"},
+    {"scale", 0.1, "largest change of size, a fraction"},
+    {"shift", 0.1, "largest shift, a fraction of the side"},
+    {"erase", 0.5, "probability of erasing a random rectangle"},
+    {"brightness", 0.2, "largest change of brightness, a fraction"},
+    {"contrast", 0.2, "largest change of contrast, a fraction"},
+};
+
+// "flip,crop=6,rotate" as AugmentationOptions. Throws fvc::ConfigError for an unknown name, a
+// value that is not a number or a strength out of range.
+fvc::AugmentationOptions parse_augment(const std::string& text) {
+  fvc::AugmentationOptions o;
+  std::stringstream items(text);
+  for (std::string item; std::getline(items, item, ',');) {
+    const auto equals = item.find('=');
+    const std::string name = item.substr(0, equals);
+    const AugmentDefault* known = nullptr;
+    for (const auto& entry : kAugmentDefaults) {
+      known = name == entry.name ? &entry : known;
+    }
+    if (known == nullptr) {
+      throw fvc::ConfigError(fmt::format(
+          "--augment has '{}', expected crop, flip, rotate, scale, shift, erase, brightness or "
+          "contrast, each optionally =VALUE",
+          name));
+    }
+    double value = known->value;
+    if (equals != std::string::npos && !CLI::detail::lexical_cast(item.substr(equals + 1), value)) {
+      throw fvc::ConfigError(
+          fmt::format("--augment has '{}', expected a number after '{}='", item, name));
+    }
+    if (name == "crop") {
+      o.crop_padding(static_cast<int64_t>(value));
+    } else if (name == "flip") {
+      o.flip(value != 0);
+    } else if (name == "rotate") {
+      o.rotation(value);
+    } else if (name == "scale") {
+      o.scale(value);
+    } else if (name == "shift") {
+      o.shift(value);
+    } else if (name == "erase") {
+      o.erasing(value);
+    } else if (name == "brightness") {
+      o.brightness(value);
+    } else {
+      o.contrast(value);
+    }
+  }
+  fvc::check_augmentation(o);
+  return o;
+}
+
+const CLI::Validator kAugmentList(
+    [](std::string& text) -> std::string {
+      try {
+        parse_augment(text);
+        return "";
+      } catch (const fvc::Error& error) {
+        return error.what();
+      }
+    },
+    "LIST");
 
 // CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
 const CLI::Validator kLearningRateRange(
@@ -148,6 +232,39 @@ void add_options(CLI::App& app, Settings& s) {
                "With --init-weights: keep a layer whose shapes differ from the file's as "
                "initialised, and list it, instead of stopping")
       ->needs(init_weights);
+  app.add_option("--images", s.images,
+                 "FER2013 as image folders DIR/<split>/<emotion>/<image>, PNG or JPEG, resized to "
+                 "48x48 gray if needed; splits train, val, test (or training, validation or "
+                 "publictest, privatetest), emotions angry, disgust, fear, happy, sad, surprise, "
+                 "neutral")
+      ->check(CLI::ExistingDirectory)
+      ->excludes("--data");
+  std::string augment_help =
+      "Random changes to each training batch, as NAME or NAME=VALUE, "
+      "comma-separated:";
+  for (const auto& entry : kAugmentDefaults) {
+    augment_help += std::string(entry.name) == "flip"
+                        ? fmt::format(" flip ({});", entry.means)
+                        : fmt::format(" {}[={}] ({});", entry.name, entry.value, entry.means);
+  }
+  augment_help.back() = '.';
+  app.add_option("--augment", s.augment, augment_help + " None by default, as in the study")
+      ->check(kAugmentList);
+  app.add_option("--sampling", s.sampling,
+                 "shuffle: every Training row once per epoch (the study's); balanced: rows drawn "
+                 "with replacement so that each emotion is equally frequent")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"shuffle", "balanced"}));
+  app.add_option("--class-weights", s.class_weights,
+                 "none (the study's) or balanced: the training loss weighs emotion k by "
+                 "N / (7 * N_k), about 9.4 for FER2013's disgust")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "balanced"}));
+  app.add_option("--prefetch", s.prefetch,
+                 "Training batches prepared ahead on a background thread (0: none); results are "
+                 "the same either way")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{64}));
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -185,11 +302,29 @@ void log_line(const std::string& line) {
 }
 
 fvc::Dataset load_data(const Settings& s) {
+  if (!s.images.empty()) {
+    return fvc::Dataset::read_image_folders(s.images, fvc::ImageFolderOptions().log(log_line));
+  }
   if (s.data.empty()) {
     log_line(fmt::format("no --data given: using {} built-in synthetic faces", s.synthetic));
     return fvc::Dataset::synthetic(s.synthetic, static_cast<uint64_t>(s.seed));
   }
   return fvc::Dataset::read_csv(s.data);
+}
+
+// The held-out split `wanted`; for image folders without it, the other held-out split in its
+// place, since the Kaggle image release has only train and test folders.
+fvc::Dataset held_out(const Settings& s, const fvc::Dataset& all, fvc::Split wanted,
+                      fvc::Split other) {
+  const auto rows = [&](fvc::Split split) {
+    return all.splits().eq(static_cast<uint8_t>(split)).sum().item<int64_t>();
+  };
+  if (!s.images.empty() && rows(wanted) == 0 && rows(other) > 0) {
+    log_line(fmt::format("{}: no {} images; {} stands in for it", all.source(),
+                         fvc::split_name(wanted), fvc::split_name(other)));
+    return all.split(other);
+  }
+  return all.split(wanted);
 }
 
 void log_split(const char* role, const fvc::Dataset& data) {
@@ -270,8 +405,9 @@ int run(const Settings& s) {
   if (s.limit > 0) {
     train = train.sample(s.limit, static_cast<uint64_t>(s.seed));
   }
-  const fvc::Dataset validation = all.split(fvc::Split::kPublicTest);
-  const fvc::Dataset test = all.split(fvc::Split::kPrivateTest);
+  const fvc::Dataset validation =
+      held_out(s, all, fvc::Split::kPublicTest, fvc::Split::kPrivateTest);
+  const fvc::Dataset test = held_out(s, all, fvc::Split::kPrivateTest, fvc::Split::kPublicTest);
   log_line(
       fmt::format("read {} in {:.1f} s", all.source(),
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
@@ -292,6 +428,10 @@ int run(const Settings& s) {
   }
 
   // Train, validating on PublicTest after every epoch.
+  const auto sampling =
+      s.sampling == "balanced" ? fvc::Sampling::kBalanced : fvc::Sampling::kShuffle;
+  const auto class_weights =
+      s.class_weights == "balanced" ? fvc::ClassWeights::kBalanced : fvc::ClassWeights::kNone;
   auto trainer_options = fvc::TrainerOptions()
                              .epochs(s.epochs)
                              .batch_size(s.batch_size)
@@ -302,7 +442,11 @@ int run(const Settings& s) {
                              .history_path(out + "/history.csv")
                              .checkpoint_dir(checkpoint)
                              .log(log_line)
-                             .progress(show_progress);
+                             .progress(show_progress)
+                             .prefetch(s.prefetch)
+                             .augmentation(parse_augment(s.augment))
+                             .sampling(sampling)
+                             .class_weights(class_weights);
   fvc::Trainer trainer(model, trainer_options);
   if (!s.resume.empty()) {
     trainer.load_checkpoint(checkpoint);

@@ -1,6 +1,7 @@
 #pragma once
 
 /// Everything public in one include.
+#include "fvc/augmentation.h"
 #include "fvc/dataset.h"
 #include "fvc/emotion.h"
 #include "fvc/emotion_head.h"
@@ -8,6 +9,7 @@
 #include "fvc/error.h"
 #include "fvc/evaluation.h"
 #include "fvc/keras_network.h"
+#include "fvc/loader.h"
 #include "fvc/model_io.h"
 #include "fvc/runtime.h"
 #include "fvc/trainer.h"

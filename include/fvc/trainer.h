@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -9,9 +10,11 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#include "fvc/augmentation.h"
 #include "fvc/dataset.h"
 #include "fvc/emotion_net.h"
 #include "fvc/evaluation.h"
+#include "fvc/loader.h"
 
 namespace fvc {
 
@@ -37,6 +40,21 @@ struct BatchProgress {
   double loss = 0.0;  ///< running mean over the epoch so far
   double acc = 0.0;   ///< running mean over the epoch so far
 };
+
+/// How much each training image's loss counts, by its class.
+enum class ClassWeights : uint8_t {
+  /// Every image counts the same: the reference recipe.
+  kNone = 0,
+  /// An image of class k counts N / (K * N_k), with N training images, K classes present and
+  /// N_k images of class k (scikit-learn's "balanced"), so that every class weighs the same in
+  /// all; FER2013's disgust gets about 9.4. The batch loss is the mean of the weighted losses,
+  /// as Keras applies `class_weight`. Validation and evaluation stay unweighted.
+  kBalanced = 1,
+};
+
+/// The weights `ClassWeights::kBalanced` gives `data`'s classes, in label order; 0 for a class
+/// without images.
+std::array<double, kNumEmotions> balanced_class_weights(const Dataset& data);
 
 /// Settings for `Trainer`; defaults match the reference finetune.
 struct TrainerOptions {
@@ -68,6 +86,15 @@ struct TrainerOptions {
   TORCH_ARG(std::function<void(const std::string&)>, log) = nullptr;
   /// Receives the running figures after every batch; empty: none.
   TORCH_ARG(std::function<void(const BatchProgress&)>, progress) = nullptr;
+  /// Training batches prepared ahead on a background thread; 0 prepares them on the training
+  /// thread. Either way the batches, and so the results, are the same; see `Loader`.
+  TORCH_ARG(int64_t, prefetch) = 2;
+  /// Random changes made to each training batch; none by default.
+  TORCH_ARG(AugmentationOptions, augmentation) = {};
+  /// Which training rows an epoch visits; every row once, shuffled, by default.
+  TORCH_ARG(Sampling, sampling) = Sampling::kShuffle;
+  /// How the training loss weighs the classes; equally by default.
+  TORCH_ARG(ClassWeights, class_weights) = ClassWeights::kNone;
 };
 
 /// Trains an `EmotionNet` the way the reference study did: Adam as Keras 2
@@ -83,11 +110,14 @@ struct TrainerOptions {
 /// and on CPU with the same seed and thread count ends with the same history
 /// and weights, to the last bit, as a run that was never stopped: the batch
 /// order depends only on seed and epoch, and the checkpoint holds the exact
-/// weights and Adam moments.
+/// weights and Adam moments. Augmentation is drawn from the seed, the epoch and
+/// the batch's place in it, so it resumes the same way.
 ///
 /// NOTE: a trainer is not thread-safe, except `request_stop`. A process that
 /// is killed rather than asked to stop loses the work since its last
-/// checkpoint, which is written after every epoch.
+/// checkpoint, which is written after every epoch. The checkpoint records the
+/// seed, batch size and Adam's settings, not the augmentation, sampling or
+/// class weights: a resumed run must be given those again.
 class Trainer {
  public:
   /// Throws `ConfigError` for a bad device, batch size or epoch count.
