@@ -96,6 +96,15 @@ def main():
         trained = run([finetune, *common, "--epochs", "1", "--batch-size", "20",
                        "--base-filters", "2", "--out", folder / "run"], 0, "fvc-finetune")
         expected_score = score_line(trained.stdout, "fvc-finetune")
+
+        # The same run from an HDF5 cache: written the first time, read the second, same scores.
+        cache = folder / "random.h5"
+        for status in ("wrote", "loaded"):
+            cached = run([finetune, *common, "--cache", cache, "--epochs", "1", "--batch-size",
+                          "20", "--base-filters", "2", "--out", folder / "cached"], 0,
+                         "fvc-finetune --cache")
+            assert f"cache: {status} {cache}" in cached.stdout, cached.stdout
+            assert score_line(cached.stdout, "fvc-finetune --cache") == expected_score
         expected = read_predictions(folder / "run" / "predictions_privatetest.csv")
         parameters = int(re.search(r"parameters (\d+)", trained.stdout).group(1))
 

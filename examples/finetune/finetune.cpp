@@ -98,6 +98,7 @@ struct Settings {
   std::string init_weights;
   bool skip_mismatch = false;
   std::string images;
+  std::string cache;
   std::string augment;
   std::string sampling = "shuffle";
   std::string class_weights = "none";
@@ -189,10 +190,14 @@ const CLI::Validator kLearningRateRange(
     "in (0, 10]");
 
 void add_options(CLI::App& app, Settings& s) {
-  app.add_option("--data", s.data,
-                 "FER2013 CSV, plain or .gz (emotion,pixels,Usage); "
-                 "without it the built-in synthetic faces are used")
-      ->check(CLI::ExistingFile);
+  auto* data = app.add_option("--data", s.data,
+                              "FER2013 CSV, plain or .gz (emotion,pixels,Usage); "
+                              "without it the built-in synthetic faces are used")
+                   ->check(CLI::ExistingFile);
+  app.add_option("--cache", s.cache,
+                 "HDF5 copy of the parsed --data, read instead of the CSV while it matches the "
+                 "CSV's size and checksum, and written again when it does not")
+      ->needs(data);
   app.add_option("--synthetic", s.synthetic,
                  "Images in the built-in data set when --data is absent")
       ->capture_default_str()
@@ -309,7 +314,15 @@ fvc::Dataset load_data(const Settings& s) {
     log_line(fmt::format("no --data given: using {} built-in synthetic faces", s.synthetic));
     return fvc::Dataset::synthetic(s.synthetic, static_cast<uint64_t>(s.seed));
   }
-  return fvc::Dataset::read_csv(s.data);
+  if (s.cache.empty()) {
+    return fvc::Dataset::read_csv(s.data);
+  }
+  fvc::CacheReport report;
+  auto data = fvc::Dataset::read_cached(s.data, s.cache, {}, &report);
+  log_line(report.use == fvc::CacheUse::kLoaded
+               ? fmt::format("cache: loaded {}", s.cache)
+               : fmt::format("cache: wrote {} ({})", s.cache, report.reason));
+  return data;
 }
 
 // The held-out split `wanted`; for image folders without it, the other held-out split in its
