@@ -159,9 +159,10 @@ std::string mismatch(const Pairing& pair) {
   return "";
 }
 
-WeightLoadReport load_bound(const std::vector<BoundLayer>& bound, const std::string& path,
+WeightLoadReport load_bound(const std::vector<BoundLayer>& bound,
+                            const detail::KerasWeightsFile& file,
                             const WeightLoadOptions& options) {
-  const detail::KerasWeightsFile file(path, ModelIO::kFormatVersion);
+  const std::string& path = file.path();
   WeightLoadReport report;
   const auto model_layers = weighted(bound);
   const auto pairs =
@@ -210,13 +211,16 @@ KerasNetwork build_network(const std::string& json_text, const std::string& sour
   }
 }
 
-std::string model_config_of(const std::string& model_path) {
-  const detail::KerasWeightsFile file(model_path, ModelIO::kFormatVersion);
+detail::KerasWeightsFile open_weights(const std::string& path) {
+  return detail::KerasWeightsFile(path, ModelIO::kFormatVersion);
+}
+
+std::string model_config_of(const detail::KerasWeightsFile& file) {
   if (!file.model_config()) {
     throw WeightsError(fmt::format(
         "{}: attribute 'model_config' is missing, expected a file written by model.save(); "
         "a save_weights file needs its architecture JSON as well",
-        model_path));
+        file.path()));
   }
   return *file.model_config();
 }
@@ -243,8 +247,10 @@ EmotionNet ModelIO::load(const std::string& json_path, const std::string& weight
 }
 
 EmotionNet ModelIO::load(const std::string& model_path) {
-  EmotionNet model(parse_architecture(model_config_of(model_path), model_path + ":model_config"));
-  load_weights(model, model_path);
+  // One opening of the file serves both the architecture and the weights.
+  const auto file = open_weights(model_path);
+  EmotionNet model(parse_architecture(model_config_of(file), model_path + ":model_config"));
+  load_bound(detail::bind_layers(model), file, {});
   return model;
 }
 
@@ -263,7 +269,7 @@ void ModelIO::save_weights(EmotionNet model, const std::string& weights_path) {
 
 WeightLoadReport ModelIO::load_weights(EmotionNet model, const std::string& weights_path,
                                        const WeightLoadOptions& options) {
-  return load_bound(detail::bind_layers(model), weights_path, options);
+  return load_bound(detail::bind_layers(model), open_weights(weights_path), options);
 }
 
 // ~~~ KerasNetwork ~~~
@@ -286,8 +292,9 @@ KerasNetwork ModelIO::load_network(const std::string& json_path, const std::stri
 }
 
 KerasNetwork ModelIO::load_network(const std::string& model_path) {
-  KerasNetwork model = build_network(model_config_of(model_path), model_path + ":model_config");
-  load_weights(model, model_path);
+  const auto file = open_weights(model_path);
+  KerasNetwork model = build_network(model_config_of(file), model_path + ":model_config");
+  load_bound(detail::bind_layers(model), file, {});
   return model;
 }
 
@@ -306,7 +313,7 @@ void ModelIO::save_weights(KerasNetwork model, const std::string& weights_path) 
 
 WeightLoadReport ModelIO::load_weights(KerasNetwork model, const std::string& weights_path,
                                        const WeightLoadOptions& options) {
-  return load_bound(detail::bind_layers(model), weights_path, options);
+  return load_bound(detail::bind_layers(model), open_weights(weights_path), options);
 }
 
 // ~~~ conversion and export ~~~
