@@ -168,14 +168,15 @@ torch::Tensor Dataset::epoch_order(uint64_t seed, int64_t epoch) const {
   return seeded_permutation(count(), mix_seed(seed, 1000 + static_cast<uint64_t>(epoch)));
 }
 
-torch::Tensor Dataset::preprocess(const torch::Tensor& images) {
-  return images.to(torch::kFloat).div_(255.0f).unsqueeze(1).expand({-1, 3, -1, -1}).contiguous();
+torch::Tensor Dataset::preprocess(const torch::Tensor& images, Preprocessing preprocessing) {
+  return fvc::preprocess(images, preprocessing);
 }
 
-Batch Dataset::batch(const torch::Tensor& indices, torch::Device device) const {
+Batch Dataset::batch(const torch::Tensor& indices, torch::Device device,
+                     Preprocessing preprocessing) const {
   auto pixels = images_.index_select(0, indices).to(device, /*non_blocking=*/true);
   auto labels = labels_.index_select(0, indices).to(device, /*non_blocking=*/true);
-  return {preprocess(pixels), labels};
+  return {preprocess(pixels, preprocessing), labels};
 }
 
 torch::data::Example<> Dataset::get(size_t index) {

@@ -371,6 +371,25 @@ void check_ends(const Json& config, const Json& entries, const std::string& sour
   }
 }
 
+// Keras ignores top-level keys it does not know, so the preprocessing travels beside the
+// model without making the file unreadable to Keras. A file without it is taken to want the
+// study's preprocessing.
+Preprocessing read_preprocessing(const Json& model, const std::string& source) {
+  const auto found = model.find(kPreprocessingKey);
+  if (found == model.end()) {
+    return Preprocessing::kUnitRange;
+  }
+  if (!found->is_string()) {
+    throw WeightsError(fmt::format("{}: {} is {}, expected \"unit_range\" or \"vggface_means\"",
+                                   source, kPreprocessingKey, found->dump()));
+  }
+  try {
+    return preprocessing_from_name(found->get<std::string>());
+  } catch (const ConfigError& error) {
+    throw WeightsError(fmt::format("{}: {}: {}", source, kPreprocessingKey, error.what()));
+  }
+}
+
 std::vector<KerasLayer> read_layers(const Json& model, const std::string& source) {
   if (!model.is_object()) {
     throw WeightsError(fmt::format(
@@ -416,7 +435,8 @@ std::vector<KerasLayer> read_layers(const Json& model, const std::string& source
 
 }  // namespace
 
-std::string keras_architecture_json(const std::vector<KerasLayer>& layers) {
+std::string keras_architecture_json(const std::vector<KerasLayer>& layers,
+                                    Preprocessing preprocessing) {
   Json entries = Json::array();
   for (size_t i = 0; i < layers.size(); ++i) {
     entries.push_back(layer_json(layers[i], i == 0 ? "" : layers[i - 1].name));
@@ -428,12 +448,12 @@ std::string keras_architecture_json(const std::vector<KerasLayer>& layers) {
                   {"input_layers", {{layers.front().name, 0, 0}}},
                   {"output_layers", {{layers.back().name, 0, 0}}}}},
                 {"keras_version", kKerasVersion},
-                {"backend", "tensorflow"}};
+                {"backend", "tensorflow"},
+                {kPreprocessingKey, preprocessing_name(preprocessing)}};
   return model.dump();
 }
 
-std::vector<KerasLayer> parse_keras_architecture(const std::string& text,
-                                                 const std::string& source) {
+KerasArchitecture parse_keras_architecture(const std::string& text, const std::string& source) {
   // Editors on Windows may start the file with a UTF-8 byte order mark, which JSON does not allow.
   constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
   const std::string_view body = std::string_view(text).substr(
@@ -445,17 +465,20 @@ std::vector<KerasLayer> parse_keras_architecture(const std::string& text,
     throw WeightsError(fmt::format("{}: not valid JSON: {}", source, error.what()));
   }
   try {
-    return read_layers(model, source);
+    auto layers = read_layers(model, source);
+    return {std::move(layers), read_preprocessing(model, source)};
   } catch (const Json::exception& error) {
     throw WeightsError(
         fmt::format("{}: not a Keras 2 model description: {}", source, error.what()));
   }
 }
 
-EmotionNetOptions emotion_net_options(const std::vector<KerasLayer>& layers,
+EmotionNetOptions emotion_net_options(const KerasArchitecture& architecture,
                                       const std::string& source) {
   // Read the free sizes off the layers, then demand that everything else is VGG16's.
+  const auto& layers = architecture.layers;
   EmotionNetOptions options;
+  options.preprocessing(architecture.preprocessing);
   const auto& input = layers.front().input_shape;
   if (input[0] != input[1]) {
     throw WeightsError(

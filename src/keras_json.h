@@ -5,28 +5,41 @@
 
 #include "fvc/emotion_net.h"
 #include "fvc/keras_network.h"
+#include "fvc/preprocessing.h"
 
 namespace fvc::detail {
 
 /// Keras version written into files, and the one whose layout they follow.
 inline constexpr const char* kKerasVersion = "2.0.4";
 
+/// Top-level key of the model JSON that records the model's `Preprocessing` by name.
+inline constexpr const char* kPreprocessingKey = "fvc_preprocessing";
+
+/// What a model JSON describes: the layer chain and how input is prepared for it.
+struct KerasArchitecture {
+  std::vector<KerasLayer> layers;
+  Preprocessing preprocessing = Preprocessing::kUnitRange;
+};
+
 /// `layers` as Keras 2 `model.to_json()` text: a functional `Model` named
 /// model_1 whose layers each take the previous one's output. The keys, their
-/// order and the initialiser settings are those Keras 2.0.4 writes.
-std::string keras_architecture_json(const std::vector<KerasLayer>& layers);
+/// order and the initialiser settings are those Keras 2.0.4 writes, followed
+/// by `fvc_preprocessing`, which Keras ignores.
+std::string keras_architecture_json(const std::vector<KerasLayer>& layers,
+                                    Preprocessing preprocessing);
 
 /// The layer chain a Keras 2 JSON text describes, functional `Model` or
-/// `Sequential` (a list, or an object holding `layers`). Throws `WeightsError`
-/// naming `source` and the layer at fault: a class fvc cannot build, a
-/// setting it does not support, a layer fed by anything but its predecessor.
-std::vector<KerasLayer> parse_keras_architecture(const std::string& text,
-                                                 const std::string& source);
+/// `Sequential` (a list, or an object holding `layers`), and its recorded
+/// preprocessing (the study's when the text records none). Throws
+/// `WeightsError` naming `source` and the layer at fault: a class fvc cannot
+/// build, a setting it does not support, a layer fed by anything but its
+/// predecessor; or an unknown preprocessing.
+KerasArchitecture parse_keras_architecture(const std::string& text, const std::string& source);
 
-/// The `EmotionNet` settings whose layers are `layers`. Throws `WeightsError`
-/// naming `source` and the first layer that differs from VGG16
+/// The `EmotionNet` settings whose architecture is `architecture`. Throws
+/// `WeightsError` naming `source` and the first layer that differs from VGG16
 /// conv1_1..pool5, flatten, fc6, fc7, fc8 (fc8 may be softmax or linear).
-EmotionNetOptions emotion_net_options(const std::vector<KerasLayer>& layers,
+EmotionNetOptions emotion_net_options(const KerasArchitecture& architecture,
                                       const std::string& source);
 
 }  // namespace fvc::detail

@@ -293,7 +293,8 @@ bool KerasLayer::operator==(const KerasLayer& other) const {
          scale == other.scale;
 }
 
-KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers) : layers_(std::move(layers)) {
+KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers, Preprocessing preprocessing)
+    : layers_(std::move(layers)), preprocessing_(preprocessing) {
   if (layers_.empty() || layers_.front().kind != LayerKind::kInputLayer) {
     throw ConfigError(fmt::format("network starts with {}, expected an InputLayer",
                                   layers_.empty() ? "nothing" : "'" + layers_.front().name + "'"));
@@ -304,6 +305,11 @@ KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers) : layers_(std
     refuse(layers_.front(),
            fmt::format("input shape ({}, {}, {}), expected positive sizes, at most {:.0f} values",
                        input[0], input[1], input[2], kMaxElements));
+  }
+  if (preprocessing_ == Preprocessing::kVggFaceMeans && input[2] != 3) {
+    refuse(layers_.front(), fmt::format("takes {} channels, but preprocessing vggface_means "
+                                        "gives 3 (blue, green, red)",
+                                        input[2]));
   }
 
   std::set<std::string> names;
@@ -342,7 +348,7 @@ torch::Tensor KerasNetworkImpl::forward(torch::Tensor images) {
   if (images.scalar_type() != weights_type) {
     throw ConfigError(
         fmt::format("images are {}, expected {} like the weights (uint8 pixels "
-                    "need Dataset::preprocess or a division by 255 first)",
+                    "need fvc::preprocess first)",
                     c10::toString(images.scalar_type()), c10::toString(weights_type)));
   }
   torch::Tensor x = std::move(images);

@@ -49,9 +49,8 @@ struct Loader::Impl {
 
   int64_t count() const { return data.count(); }
 
-  // The same steps and order as Dataset::batch and Dataset::preprocess, with augmentation
-  // between the scaling and the copy to three channels; without augmentation the two give
-  // identical tensors.
+  // Dataset::batch's steps; augmentation, when on, runs on the gray images scaled to 0..1,
+  // before they are copied to three channels and centred as the preprocessing asks.
   Batch prepare(int64_t first) const {
     torch::NoGradGuard no_grad;
     const auto indices = order.slice(0, first, first + options.batch_size());
@@ -64,9 +63,12 @@ struct Loader::Impl {
     }
     pixels = pixels.to(options.device(), /*non_blocking=*/true);
     labels = labels.to(options.device(), /*non_blocking=*/true);
+    if (!augments(options.augmentation())) {
+      return {preprocess(pixels, options.preprocessing()), labels};
+    }
     auto images = pixels.to(torch::kFloat).div_(255.0f).unsqueeze(1);
     images = augment(images, options.augmentation(), batch_seed(options.seed(), epoch, first));
-    return {images.expand({-1, 3, -1, -1}).contiguous(), labels};
+    return {preprocess_unit_range(images, options.preprocessing()), labels};
   }
 
   void run_worker(int64_t first) {
@@ -141,6 +143,9 @@ torch::Tensor Loader::epoch_order(int64_t epoch) const {
   const auto& s = *impl_;
   if (s.options.sampling() == Sampling::kShuffle) {
     return s.data.epoch_order(s.options.seed(), epoch);
+  }
+  if (s.options.sampling() == Sampling::kInOrder) {
+    return torch::arange(s.count(), torch::kLong);
   }
   constexpr uint64_t kBalancedStream = 0xBA1A'0000'0000'0001ull;
   torch::Generator generator = at::detail::createCPUGenerator(

@@ -202,10 +202,10 @@ WeightLoadReport load_bound(const std::vector<BoundLayer>& bound,
 }
 
 // Builds from a file's text, reporting a layer that cannot be built as a fault of that file.
-KerasNetwork build_network(const std::string& json_text, const std::string& source) {
-  auto layers = detail::parse_keras_architecture(json_text, source);
+KerasNetwork network_from_json(const std::string& json_text, const std::string& source) {
+  auto architecture = detail::parse_keras_architecture(json_text, source);
   try {
-    return KerasNetwork(std::move(layers));
+    return KerasNetwork(std::move(architecture.layers), architecture.preprocessing);
   } catch (const ConfigError& error) {
     throw WeightsError(fmt::format("{}: {}", source, error.what()));
   }
@@ -255,7 +255,8 @@ EmotionNet ModelIO::load(const std::string& model_path) {
 }
 
 std::string ModelIO::architecture_json(EmotionNet model) {
-  return detail::keras_architecture_json(detail::emotion_net_layers(model->options()));
+  return detail::keras_architecture_json(detail::emotion_net_layers(model->options()),
+                                         model->options().preprocessing());
 }
 
 EmotionNetOptions ModelIO::parse_architecture(const std::string& json_text,
@@ -285,26 +286,30 @@ void ModelIO::save_model(KerasNetwork model, const std::string& model_path) {
   write_weights(detail::bind_layers(model), model_path, architecture_json(model));
 }
 
+KerasNetwork ModelIO::build_network(const std::string& json_path) {
+  return network_from_json(read_text_file(json_path), json_path);
+}
+
 KerasNetwork ModelIO::load_network(const std::string& json_path, const std::string& weights_path) {
-  KerasNetwork model = build_network(read_text_file(json_path), json_path);
+  KerasNetwork model = network_from_json(read_text_file(json_path), json_path);
   load_weights(model, weights_path);
   return model;
 }
 
 KerasNetwork ModelIO::load_network(const std::string& model_path) {
   const auto file = open_weights(model_path);
-  KerasNetwork model = build_network(model_config_of(file), model_path + ":model_config");
+  KerasNetwork model = network_from_json(model_config_of(file), model_path + ":model_config");
   load_bound(detail::bind_layers(model), file, {});
   return model;
 }
 
 std::string ModelIO::architecture_json(KerasNetwork model) {
-  return detail::keras_architecture_json(model->layers());
+  return detail::keras_architecture_json(model->layers(), model->preprocessing());
 }
 
 std::vector<KerasLayer> ModelIO::parse_layers(const std::string& json_text,
                                               const std::string& source) {
-  return detail::parse_keras_architecture(json_text, source);
+  return detail::parse_keras_architecture(json_text, source).layers;
 }
 
 void ModelIO::save_weights(KerasNetwork model, const std::string& weights_path) {
@@ -320,7 +325,7 @@ WeightLoadReport ModelIO::load_weights(KerasNetwork model, const std::string& we
 
 KerasNetwork ModelIO::to_network(EmotionNet model) {
   const auto source = detail::bind_layers(model);
-  KerasNetwork network(layers_of(source));
+  KerasNetwork network(layers_of(source), model->options().preprocessing());
   network->to(model->parameters().front().device());
   network->train(model->is_training());
 

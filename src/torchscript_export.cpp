@@ -160,6 +160,29 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
   }
 }
 
+// Records the network's preprocessing in the archive, by name and as a method, so that a
+// program without fvc prepares pixels the way the network was trained on.
+void define_preprocess(torch::jit::Module& module, Preprocessing preprocessing,
+                       int64_t channels) {
+  module.register_attribute("preprocessing", c10::StringType::get(),
+                            std::string(preprocessing_name(preprocessing)));
+  std::string result;
+  if (preprocessing == Preprocessing::kVggFaceMeans) {
+    result = fmt::format("x - torch.tensor([{}, {}, {}], device=x.device).view(1, 3, 1, 1)",
+                         float_literal(kVggFaceBgrMeans[0]), float_literal(kVggFaceBgrMeans[1]),
+                         float_literal(kVggFaceBgrMeans[2]));
+  } else {
+    result = fmt::format("x.expand(-1, {}, -1, -1) / 255.0", channels);
+  }
+  module.define(fmt::format(
+      "def preprocess(self, images):\n"
+      "    assert images.dim() == 3 and not images.is_floating_point(), "
+      "'expected gray uint8 images (N, H, W)'\n"
+      "    x = images.unsqueeze(1).float()\n"
+      "    return ({}).contiguous()\n",
+      result));
+}
+
 }  // namespace
 
 torch::jit::Module torchscript_module(KerasNetwork& network) {
@@ -177,6 +200,7 @@ torch::jit::Module torchscript_module(KerasNetwork& network) {
     write_layer(script, layers[i], network->output_shapes()[i - 1], network->layer_module(i).get());
   }
   module.define(script.source());
+  define_preprocess(module, network->preprocessing(), channels);
   module.eval();
   return module;
 }

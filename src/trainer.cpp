@@ -55,9 +55,16 @@ void check_options(const TrainerOptions& options, const EmotionNet& model) {
         fmt::format("prefetch is {}, expected 0 or more batches", options.prefetch()));
   }
   check_augmentation(options.augmentation());
-  if (model->options().classes() != kNumEmotions) {
+  const auto& net = model->options();
+  if (net.classes() != kNumEmotions) {
     throw ConfigError(fmt::format("model has {} classes, expected {} for FER2013 labels",
-                                  model->options().classes(), kNumEmotions));
+                                  net.classes(), kNumEmotions));
+  }
+  // Every preprocessing turns a 48x48 gray image into three channels.
+  if (net.input_side() != Dataset::kImageSide || net.backbone().in_channels() != 3) {
+    throw ConfigError(fmt::format(
+        "model takes {}x{} images with {} channels, expected 48x48 with 3 for FER2013 images",
+        net.input_side(), net.input_side(), net.backbone().in_channels()));
   }
 }
 
@@ -75,8 +82,12 @@ torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& la
 }
 
 // One line naming what differs from the reference recipe; empty when nothing does.
-std::string recipe_line(const TrainerOptions& o, const std::array<double, kNumEmotions>& weights) {
+std::string recipe_line(const TrainerOptions& o, Preprocessing preprocessing,
+                        const std::array<double, kNumEmotions>& weights) {
   std::vector<std::string> parts;
+  if (preprocessing != Preprocessing::kUnitRange) {
+    parts.push_back(fmt::format("preprocessing {}", preprocessing_name(preprocessing)));
+  }
   if (augments(o.augmentation())) {
     parts.push_back("augmentation " + describe(o.augmentation()));
   }
@@ -167,14 +178,15 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
                            .device(s.device)
                            .prefetch(o.prefetch())
                            .sampling(o.sampling())
-                           .augmentation(o.augmentation()));
+                           .augmentation(o.augmentation())
+                           .preprocessing(s.model->options().preprocessing()));
   const auto weights = balanced_class_weights(train);
   torch::Tensor class_weights;
   if (o.class_weights() == ClassWeights::kBalanced) {
     class_weights = torch::tensor(std::vector<double>(weights.begin(), weights.end()))
                         .to(s.device, torch::kFloat);
   }
-  if (const auto recipe = recipe_line(o, weights); !recipe.empty() && first_epoch <= last_epoch) {
+  if (const auto recipe = recipe_line(o, s.model->options().preprocessing(), weights); !recipe.empty() && first_epoch <= last_epoch) {
     s.log(recipe);
   }
 

@@ -61,15 +61,21 @@ struct Trainer::State {
   }
 
   // Runs the model over `data` in row order, in eval mode and without gradients,
-  // handing each batch and its logits to `on_batch`.
+  // handing each batch and its logits to `on_batch`. Batches are prepared ahead, as in
+  // training, so the model never waits for the gathering and scaling.
   template <typename OnBatch>
   void for_each_scored_batch(const Dataset& data, OnBatch on_batch) {
     torch::NoGradGuard no_grad;
     model->eval();
-    const auto all = torch::arange(data.count(), torch::kLong);
-    for (int64_t begin = 0; begin < data.count(); begin += options.eval_batch_size()) {
-      Batch batch = data.batch(all.slice(0, begin, begin + options.eval_batch_size()), device);
-      on_batch(batch, model->forward(batch.images));
+    Loader loader(data, LoaderOptions()
+                            .batch_size(options.eval_batch_size())
+                            .device(device)
+                            .prefetch(options.prefetch())
+                            .sampling(Sampling::kInOrder)
+                            .preprocessing(model->options().preprocessing()));
+    loader.start_epoch(0);
+    while (std::optional<Batch> batch = loader.next()) {
+      on_batch(*batch, model->forward(batch->images));
     }
     model->train();
   }

@@ -190,7 +190,7 @@ TEST_CASE("KerasNetwork refuses a chain it cannot compute, naming the layer", "[
     auto network = build({input(4, 4, 1), conv("c", 1, 1, 1, false)});
     REQUIRE_THROWS_WITH(network->forward(torch::zeros({1, 1, 4, 4}, torch::kByte)),
                         "images are Byte, expected Float like the weights (uint8 pixels need "
-                        "Dataset::preprocess or a division by 255 first)");
+                        "fvc::preprocess first)");
   }
   SECTION("images of another shape") {
     auto network = build({input(4, 4, 1), layer_of(LayerKind::kFlatten, "f")});

@@ -7,7 +7,14 @@ turns its model.json and weights.h5 into a model.save file and a TorchScript
 archive, and the model.save file back into JSON plus weights. fvc-evaluate must
 score both copies exactly as fvc-finetune scored the original: the same
 accuracy and loss line and the same probabilities for every image. When torch
-imports, the TorchScript archive must give those probabilities too.
+imports, the TorchScript archive must give those probabilities too, both from
+images prepared by hand and through its own preprocess method.
+
+A second run uses --preprocessing vggface_means: model.json records it, and
+fvc-evaluate and the TorchScript archive must prepare the images that way
+unasked to reproduce the scores. A resume that names another preprocessing and
+a start from a broken --init-weights file are refused, the latter without
+leaving an empty output folder.
 
 It also checks the exit statuses of the combinations the programs refuse:
 2 for options, 1 for a file that cannot be read.
@@ -17,6 +24,7 @@ Needs only the standard library; torch is used when present.
 """
 
 import csv
+import json
 import random
 import re
 import subprocess
@@ -68,7 +76,7 @@ def largest_difference(left, right):
     return max(abs(a - b) for row_a, row_b in zip(left, right) for a, b in zip(row_a, row_b))
 
 
-def check_torchscript(archive, data, expected):
+def check_torchscript(archive, data, expected, preprocessing):
     try:
         import torch
     except ImportError:
@@ -77,12 +85,18 @@ def check_torchscript(archive, data, expected):
     with open(data) as source:
         pixels = [[float(v) for v in row["pixels"].split()]
                   for row in csv.DictReader(source) if row["Usage"] == "PrivateTest"]
-    images = (torch.tensor(pixels) / 255.0).reshape(-1, 1, 48, 48).repeat(1, 3, 1, 1)
+    pixels = torch.tensor(pixels).reshape(-1, 48, 48)
+    module = torch.jit.load(str(archive))
+    assert module.preprocessing == preprocessing, module.preprocessing
     with torch.no_grad():
-        probabilities = torch.jit.load(str(archive))(images).tolist()
-    difference = largest_difference(probabilities, expected)
-    print(f"TorchScript archive: largest probability difference {difference:.2e}")
-    assert difference < TORCHSCRIPT_TOLERANCE, f"TorchScript disagrees by {difference}"
+        inputs = {"its preprocess method": module.preprocess(pixels.to(torch.uint8))}
+        if preprocessing == "unit_range":
+            inputs["pixels / 255"] = (pixels / 255.0).unsqueeze(1).repeat(1, 3, 1, 1)
+        for how, images in inputs.items():
+            difference = largest_difference(module(images).tolist(), expected)
+            print(f"TorchScript archive, {preprocessing} by {how}: largest probability "
+                  f"difference {difference:.2e}")
+            assert difference < TORCHSCRIPT_TOLERANCE, f"TorchScript disagrees by {difference}"
 
 
 def main():
@@ -130,7 +144,7 @@ def main():
                                             expected)
             print(f"{form}: {score}; largest probability difference {difference:.2e}")
             assert difference < TOLERANCE, f"{form}: probabilities disagree by {difference}"
-        check_torchscript(folder / "model.pt", data, expected)
+        check_torchscript(folder / "model.pt", data, expected, "unit_range")
 
         run([convert, *json_in], 2, "fvc-convert without an output")
         run([convert, "--model", folder / "run" / "model.json", "--to-model", folder / "x.h5"], 2,
@@ -149,7 +163,53 @@ def main():
         run([evaluate, "--model", folder / "run" / "model.json", *common,
              "--out", folder / "evaluate-refused"], 2,
             "fvc-evaluate on a JSON model without weights")
+        check_vggface_means(finetune, convert, evaluate, folder, common)
+        check_refused_starts(finetune, folder, common)
     print("ok")
+
+
+def check_vggface_means(finetune, convert, evaluate, folder, common):
+    run_folder = folder / "vgg"
+    trained = run([finetune, *common, "--epochs", "1", "--batch-size", "20", "--base-filters",
+                   "2", "--preprocessing", "vggface_means", "--out", run_folder], 0,
+                  "fvc-finetune --preprocessing vggface_means")
+    assert "preprocessing vggface_means" in trained.stdout, trained.stdout
+    expected_score = score_line(trained.stdout, "fvc-finetune --preprocessing vggface_means")
+    expected = read_predictions(run_folder / "predictions_privatetest.csv")
+    with open(run_folder / "model.json") as source:
+        recorded = json.load(source).get("fvc_preprocessing")
+    assert recorded == "vggface_means", f"model.json records {recorded!r}"
+
+    converted = run([convert, "--model", run_folder / "model.json", "--weights",
+                     run_folder / "weights.h5", "--to-model", run_folder / "model.h5",
+                     "--torchscript", run_folder / "model.pt"], 0, "fvc-convert vggface_means")
+    assert "preprocessing vggface_means" in converted.stdout, converted.stdout
+    out = folder / "evaluate-vgg"
+    scored = run([evaluate, "--model", run_folder / "model.h5", *common, "--split",
+                  "PrivateTest", "--out", out], 0, "fvc-evaluate on vggface_means")
+    assert "preprocessing vggface_means" in scored.stdout, scored.stdout
+    score = score_line(scored.stdout, "fvc-evaluate on vggface_means")
+    assert score == expected_score, f"vggface_means: '{score}', fvc-finetune '{expected_score}'"
+    difference = largest_difference(read_predictions(out / "predictions_privatetest.csv"),
+                                    expected)
+    print(f"vggface_means: {score}; largest probability difference {difference:.2e}")
+    assert difference < TOLERANCE, f"vggface_means: probabilities disagree by {difference}"
+    check_torchscript(run_folder / "model.pt", common[1], expected, "vggface_means")
+
+    refused = run([finetune, *common, "--epochs", "2", "--resume", run_folder,
+                   "--preprocessing", "unit_range"], 1, "resume with another preprocessing")
+    assert "--preprocessing unit_range differs from the vggface_means" in refused.stderr, \
+        refused.stderr
+
+
+def check_refused_starts(finetune, folder, common):
+    broken = folder / "broken.h5"
+    broken.write_bytes(b"not HDF5")
+    out = folder / "never-made"
+    refused = run([finetune, *common, "--epochs", "1", "--init-weights", broken, "--out", out], 1,
+                  "fvc-finetune from a broken --init-weights file")
+    assert str(broken) in refused.stderr, refused.stderr
+    assert not out.exists(), f"{out} was made for a run that never started"
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@
 // (initialisers, regularisers, constraints) are written back as they were
 // read; a Sequential model comes back as the equivalent functional Model.
 
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -97,14 +95,7 @@ fvc::KerasNetwork load(const Settings& s, bool json) {
   if (!s.weights.empty()) {
     return fvc::ModelIO::load_network(s.model, s.weights);
   }
-  std::ifstream in(s.model, std::ios::binary);
-  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  try {
-    return fvc::KerasNetwork(fvc::ModelIO::parse_layers(text, s.model));
-  } catch (const fvc::ConfigError& error) {
-    // A layer that cannot be built is the file's fault, as ModelIO reports it when it loads.
-    throw fvc::WeightsError(fmt::format("{}: {}", s.model, error.what()));
-  }
+  return fvc::ModelIO::build_network(s.model);
 }
 
 // Keras loads NaN weights without a word; a model that diverged in training should not travel
@@ -130,8 +121,9 @@ int run(const Settings& s) {
   for (const auto& row : network->summary_rows()) {
     total += row.trainable_parameters + row.fixed_parameters;
   }
-  fmt::print("read {}: {} layers, {} parameters ({} trainable)\n", source, layers.size(),
-             with_commas(total), with_commas(network->parameter_count()));
+  fmt::print("read {}: {} layers, {} parameters ({} trainable), preprocessing {}\n", source,
+             layers.size(), with_commas(total), with_commas(network->parameter_count()),
+             fvc::preprocessing_name(network->preprocessing()));
   warn_if_not_finite(network);
   if (json && s.weights.empty()) {
     fmt::print("no --weights: the weights are Glorot-initialised, not trained\n");
@@ -152,8 +144,9 @@ int run(const Settings& s) {
   if (!s.torchscript.empty()) {
     fvc::ModelIO::export_torchscript(network, s.torchscript);
     const auto& [height, width, channels] = layers.front().input_shape;
-    fmt::print("wrote {}: TorchScript archive, input float (N, {}, {}, {})\n", s.torchscript,
-               channels, height, width);
+    fmt::print("wrote {}: TorchScript archive, input float (N, {}, {}, {}); its preprocess() "
+               "method prepares uint8 (N, {}, {}) pixels\n",
+               s.torchscript, channels, height, width, height, width);
   }
   return 0;
 }
@@ -168,6 +161,8 @@ int main(int argc, char** argv) {
 }
 
 // Converting a finetune run (abridged):
-//   read run1/model.json and run1/weights.h5: 23 layers, 15,243,591 parameters
+//   read run1/model.json and run1/weights.h5: 23 layers, 15,243,591 parameters (15,243,591
+//   trainable), preprocessing unit_range
 //   wrote run1/model.h5: Keras model.save file, TensorFlow layout
-//   wrote run1/model.pt: TorchScript archive, input float (N, 3, 48, 48)
+//   wrote run1/model.pt: TorchScript archive, input float (N, 3, 48, 48); its preprocess()
+//   method prepares uint8 (N, 48, 48) pixels

@@ -100,8 +100,9 @@ int run(const Settings& s) {
 
   // The model first: a bad file should not wait for the data to load.
   fvc::EmotionNet model = load_model(s);
-  fmt::print("loaded {} ({} parameters)\n", s.weights.empty() ? s.model : s.weights,
-             model->parameter_count());
+  fmt::print("loaded {} ({} parameters, preprocessing {})\n",
+             s.weights.empty() ? s.model : s.weights, model->parameter_count(),
+             fvc::preprocessing_name(model->options().preprocessing()));
 
   const fvc::Dataset all =
       s.data.empty() ? fvc::Dataset::synthetic(s.synthetic, 1) : fvc::Dataset::read_csv(s.data);

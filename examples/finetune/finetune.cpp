@@ -14,7 +14,8 @@
 //   fvc-finetune --data fer2013.csv.gz               # the full study, 16 epochs
 //   fvc-finetune --data fer2013.csv.gz --limit 2000 --epochs 1   # a quick look
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
-//   fvc-finetune --data fer2013.csv.gz --init-weights rcmalli_vggface_tf_notop_vgg16.h5
+//   fvc-finetune --data fer2013.csv.gz --init-weights rcmalli_vggface_tf_notop_vgg16.h5 \
+//                --preprocessing vggface_means
 //   fvc-finetune --images fer2013-images --augment flip,crop --class-weights balanced
 //
 // --images reads FER2013 as image folders, DIR/<split>/<emotion>/<image>. --augment, --sampling
@@ -24,6 +25,8 @@
 // --init-weights starts from pretrained Keras weights, loaded by layer name
 // as the study loaded keras-vggface's VGG16 "notop" file: its conv1_1 ..
 // conv5_3 fill the backbone and the head keeps its seeded initialisation.
+// --preprocessing vggface_means feeds them the input they were trained on;
+// the choice is saved in model.json for fvc-evaluate.
 //
 // Ctrl-C (or SIGTERM) stops after the current batch and writes a checkpoint,
 // pressed twice it ends the program at once. The run continues with
@@ -102,6 +105,7 @@ struct Settings {
   std::string augment;
   std::string sampling = "shuffle";
   std::string class_weights = "none";
+  std::string preprocessing;  // empty: unit_range, or the checkpoint's when resuming
   int64_t prefetch = 2;
 };
 
@@ -265,6 +269,11 @@ void add_options(CLI::App& app, Settings& s) {
                  "N / (7 * N_k), about 9.4 for FER2013's disgust")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "balanced"}));
+  app.add_option("--preprocessing", s.preprocessing,
+                 "unit_range: pixels / 255 (the study's; the default); vggface_means: the 0..255 "
+                 "scale minus VGGFace's mean blue, green and red, as its pretrained weights "
+                 "expect. Saved with the model, so fvc-evaluate prepares images the same way")
+      ->check(CLI::IsMember({"unit_range", "vggface_means"}));
   app.add_option("--prefetch", s.prefetch,
                  "Training batches prepared ahead on a background thread (0: none); results are "
                  "the same either way")
@@ -394,7 +403,7 @@ void load_initial_weights(fvc::EmotionNet model, const Settings& s) {
   }
 }
 
-// Makes the output folder before any long work starts, so a bad --out fails at once.
+// Makes the output folder before training starts, so a bad --out fails before the long work.
 void prepare_output_folder(const std::string& out) {
   std::error_code error;
   std::filesystem::create_directories(out, error);
@@ -404,12 +413,31 @@ void prepare_output_folder(const std::string& out) {
   }
 }
 
+fvc::EmotionNetOptions new_model_options(const Settings& s) {
+  auto options = fvc::EmotionNetOptions().preprocessing(fvc::preprocessing_from_name(
+      s.preprocessing.empty() ? "unit_range" : s.preprocessing));
+  options.backbone().base_filters(s.base_filters);
+  return options;
+}
+
+// The network the checkpoint was training; its preprocessing cannot change halfway.
+fvc::EmotionNetOptions resumed_model_options(const Settings& s, const std::string& checkpoint) {
+  auto options = fvc::Trainer::checkpoint_architecture(checkpoint);
+  const auto saved = fvc::preprocessing_name(options.preprocessing());
+  if (!s.preprocessing.empty() && s.preprocessing != saved) {
+    throw fvc::ConfigError(fmt::format(
+        "--preprocessing {} differs from the {} the checkpoint in {} was trained with; leave it "
+        "out to continue with {}",
+        s.preprocessing, saved, checkpoint, saved));
+  }
+  return options;
+}
+
 int run(const Settings& s) {
   // Check the cheap settings before reading tens of megabytes.
   fvc::resolve_device(s.device);
   const std::string out = s.resume.empty() ? s.out : s.resume;
   const std::string checkpoint = out + "/checkpoint";
-  prepare_output_folder(out);
 
   // Load the data and split it by Usage, as the study did.
   const auto start = std::chrono::steady_clock::now();
@@ -430,15 +458,13 @@ int run(const Settings& s) {
 
   // Build the network with Keras's initialisation, seeded, or as the checkpoint describes it.
   torch::manual_seed(s.seed);
-  auto model_options = fvc::EmotionNetOptions();
-  model_options.backbone().base_filters(s.base_filters);
-  if (!s.resume.empty()) {
-    model_options = fvc::Trainer::checkpoint_architecture(checkpoint);
-  }
-  fvc::EmotionNet model(model_options);
+  fvc::EmotionNet model(s.resume.empty() ? new_model_options(s)
+                                         : resumed_model_options(s, checkpoint));
   if (!s.init_weights.empty()) {
     load_initial_weights(model, s);
   }
+  // Only now, so that a run refused for its files leaves no empty folder behind.
+  prepare_output_folder(out);
 
   // Train, validating on PublicTest after every epoch.
   const auto sampling =

@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include "fvc/emotion.h"
+#include "fvc/preprocessing.h"
 
 namespace fvc {
 
@@ -99,8 +100,9 @@ struct Batch {
 /// labels 0..6 and the split each row belongs to.
 ///
 /// Rows keep the order of their source. Images stay uint8 (83 MB for the whole
-/// of FER2013) and become float only per batch, with the study's preprocessing:
-/// pixels / 255 and the gray channel copied to three channels, NCHW.
+/// of FER2013) and become float only per batch, prepared as the model expects
+/// (see `Preprocessing`); by default with the study's preprocessing: pixels / 255
+/// and the gray channel copied to three channels, NCHW.
 ///
 /// Example:
 /// ```
@@ -217,12 +219,16 @@ class Dataset : public torch::data::datasets::Dataset<Dataset> {
 
   /// The rows at `indices` (int64), preprocessed and placed on `device`.
   /// The uint8 pixels travel to the device first, so a GPU does the scaling.
-  Batch batch(const torch::Tensor& indices, torch::Device device = torch::kCPU) const;
+  Batch batch(const torch::Tensor& indices, torch::Device device = torch::kCPU,
+              Preprocessing preprocessing = Preprocessing::kUnitRange) const;
 
-  /// The study's preprocessing: uint8 (N,48,48) to float (N,3,48,48) in 0..1.
-  static torch::Tensor preprocess(const torch::Tensor& images);
+  /// uint8 (N,48,48) to float (N,3,48,48): `fvc::preprocess`, by default the study's
+  /// (values in 0..1).
+  static torch::Tensor preprocess(const torch::Tensor& images,
+                                  Preprocessing preprocessing = Preprocessing::kUnitRange);
 
-  /// One preprocessed image (3,48,48) and its label, for LibTorch's data loaders.
+  /// One image (3,48,48) with the study's preprocessing and its label, for LibTorch's data
+  /// loaders.
   torch::data::Example<> get(size_t index) override;
 
   /// Number of rows, for LibTorch's data loaders.

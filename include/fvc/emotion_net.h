@@ -7,6 +7,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "fvc/emotion_head.h"
+#include "fvc/preprocessing.h"
 #include "fvc/vgg_face_backbone.h"
 
 namespace fvc {
@@ -20,6 +21,9 @@ struct EmotionNetOptions {
   TORCH_ARG(int64_t, hidden_units) = 512;
   /// Output classes.
   TORCH_ARG(int64_t, classes) = kNumEmotions;
+  /// How images are prepared for this model: `Trainer` trains and scores it on input prepared
+  /// so, and `ModelIO` saves the choice with the architecture.
+  TORCH_ARG(Preprocessing, preprocessing) = Preprocessing::kUnitRange;
 };
 
 /// The finetune model: `VggFaceBackbone` followed by `EmotionHead`, the

@@ -11,6 +11,7 @@
 #include "fvc/keras_network.h"
 #include "fvc/loader.h"
 #include "fvc/model_io.h"
+#include "fvc/preprocessing.h"
 #include "fvc/runtime.h"
 #include "fvc/trainer.h"
 #include "fvc/vgg_face_backbone.h"

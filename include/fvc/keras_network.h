@@ -8,6 +8,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "fvc/preprocessing.h"
+
 namespace fvc {
 
 /// The Keras 2 layer classes a `KerasNetwork` can hold.
@@ -106,13 +108,18 @@ class KerasNetworkImpl : public torch::nn::Module {
  public:
   /// Builds the chain. The first layer must be an InputLayer. Throws
   /// `ConfigError` naming the layer when a setting is out of range or a layer
-  /// cannot take its input, e.g. a Dense fed a feature map.
-  explicit KerasNetworkImpl(std::vector<KerasLayer> layers);
+  /// cannot take its input, e.g. a Dense fed a feature map. `preprocessing`
+  /// records how the network's input is prepared; `ModelIO` saves it.
+  explicit KerasNetworkImpl(std::vector<KerasLayer> layers,
+                            Preprocessing preprocessing = Preprocessing::kUnitRange);
 
   /// (N, C, H, W) images to the last layer's output.
   torch::Tensor forward(torch::Tensor images);
 
   const std::vector<KerasLayer>& layers() const { return layers_; }
+
+  /// How input images are prepared for this network; see `fvc::preprocess`.
+  Preprocessing preprocessing() const { return preprocessing_; }
 
   /// The module holding layer `index`'s weights, or nullptr for a layer without.
   std::shared_ptr<torch::nn::Module> layer_module(size_t index) const;
@@ -134,6 +141,7 @@ class KerasNetworkImpl : public torch::nn::Module {
   torch::Tensor run_layer(size_t index, torch::Tensor x);
 
   std::vector<KerasLayer> layers_;
+  Preprocessing preprocessing_;
   std::vector<std::vector<int64_t>> output_shapes_;
   std::vector<std::shared_ptr<torch::nn::Module>> modules_;
 };

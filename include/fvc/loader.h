@@ -9,6 +9,7 @@
 
 #include "fvc/augmentation.h"
 #include "fvc/dataset.h"
+#include "fvc/preprocessing.h"
 
 namespace fvc {
 
@@ -19,6 +20,8 @@ enum class Sampling : uint8_t {
   /// As many rows as the set has, drawn with replacement so that each emotion present is
   /// equally likely: a rare class such as disgust is seen as often as the others.
   kBalanced = 1,
+  /// Every row once, in row order, the same every epoch: for scoring and prediction.
+  kInOrder = 2,
 };
 
 /// Settings for `Loader`.
@@ -36,11 +39,14 @@ struct LoaderOptions {
   TORCH_ARG(Sampling, sampling) = Sampling::kShuffle;
   /// Random changes made to each batch; none by default.
   TORCH_ARG(AugmentationOptions, augmentation) = {};
+  /// How pixels become network input: the study's 0..1 by default. `Trainer` sets the model's.
+  TORCH_ARG(Preprocessing, preprocessing) = Preprocessing::kUnitRange;
 };
 
-/// Serves a data set's epochs as preprocessed batches: the study's float (N,3,48,48) images in
-/// 0..1 with their labels, gathered in the epoch's order, augmented if asked, on the chosen
-/// device, prepared ahead on a background thread.
+/// Serves a data set's epochs as preprocessed batches: float (N,3,48,48) images, prepared as
+/// `LoaderOptions::preprocessing` says, with their labels, gathered in the epoch's order,
+/// augmented if asked, on the chosen device, prepared ahead on a background thread. Without
+/// augmentation a batch equals `Dataset::batch` of the same rows.
 ///
 /// A batch depends only on the set, the options, the epoch and where the batch starts in the
 /// epoch, not on prefetching, on the thread that made it or on where an epoch was started, so

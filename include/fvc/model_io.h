@@ -54,6 +54,10 @@ struct WeightLoadReport {
 /// the study's plain CNN. Every Keras file of an `EmotionNet` is also a file
 /// of a `KerasNetwork` computing the same.
 ///
+/// The model's `Preprocessing` is saved as the top-level key `fvc_preprocessing` of the
+/// architecture JSON (Keras ignores it): "unit_range" or "vggface_means". A file without it,
+/// such as one Keras wrote, is read as "unit_range", the study's.
+///
 /// Reading accepts what Keras 2 writes: fixed- or variable-length string
 /// attributes, the `model_weights` group of `model.save`, and files written
 /// by the Theano backend, whose Conv2D kernels are turned by 180 degrees.
@@ -104,6 +108,10 @@ class ModelIO {
   static void save(KerasNetwork model, const std::string& json_path,
                    const std::string& weights_path);
   static void save_model(KerasNetwork model, const std::string& model_path);
+
+  /// The network a Keras 2 JSON file describes, with its recorded preprocessing and freshly
+  /// initialised weights, as Keras's `model_from_json` gives it.
+  static KerasNetwork build_network(const std::string& json_path);
 
   /// Builds any chain of supported Keras layers from its JSON and weights.
   static KerasNetwork load_network(const std::string& json_path, const std::string& weights_path);
