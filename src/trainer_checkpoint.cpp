@@ -2,16 +2,21 @@
 //
 // Layout of a checkpoint folder:
 //   checkpoint.json      which step folder is current, the history, the totals of an
-//                        epoch stopped half-way, the fixed settings
+//                        epoch stopped half-way, the recipe (seed, batch size, Adam's
+//                        settings, augmentation, sampling, class weights)
 //   step-00000345/model.json, weights.h5   the model, as ModelIO writes it
 //   step-00000345/optimizer.pt             Adam's moments (torch::save)
 // checkpoint.json is replaced last and atomically, so it always names a complete folder.
 
 #include <fmt/format.h>
 #include <torch/serialize.h>
+#include <array>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <type_traits>
+#include <utility>
 
 #include "atomic_file.h"
 #include "file_checks.h"
@@ -28,11 +33,96 @@ using Json = nlohmann::ordered_json;
 constexpr int kCheckpointVersion = 1;
 constexpr const char* kIndexName = "checkpoint.json";
 
-// The settings a resumed run must share with the run it continues.
+// Hands `visit` every augmentation setting with its name, so that writing and reading a
+// checkpoint cannot disagree on the list.
+template <typename Options, typename Visit>
+void for_each_augmentation_setting(Options& a, Visit visit) {
+  visit("crop_padding", a.crop_padding());
+  visit("flip", a.flip());
+  visit("rotation", a.rotation());
+  visit("scale", a.scale());
+  visit("shift", a.shift());
+  visit("erasing", a.erasing());
+  visit("erasing_min_area", a.erasing_min_area());
+  visit("erasing_max_area", a.erasing_max_area());
+  visit("brightness", a.brightness());
+  visit("contrast", a.contrast());
+}
+
+// The words checkpoint.json uses for the enums, as fvc-finetune's flags spell them.
+template <typename Enum>
+using Words = std::array<std::pair<Enum, const char*>, 2>;
+constexpr Words<Sampling> kSamplingWords = {
+    {{Sampling::kShuffle, "shuffle"}, {Sampling::kBalanced, "balanced"}}};
+constexpr Words<ClassWeights> kClassWeightsWords = {
+    {{ClassWeights::kNone, "none"}, {ClassWeights::kBalanced, "balanced"}}};
+
+template <typename Enum>
+std::string word_for(Enum value, const Words<Enum>& words) {
+  for (const auto& [known, word] : words) {
+    if (known == value) {
+      return word;
+    }
+  }
+  return std::to_string(static_cast<int>(value));
+}
+
+// Throws WeightsError for a word that `words` lacks.
+template <typename Enum>
+Enum value_for(const Json& word, const Words<Enum>& words, const std::string& setting,
+               const std::string& index_path) {
+  for (const auto& [value, known] : words) {
+    if (word.get<std::string>() == known) {
+      return value;
+    }
+  }
+  throw WeightsError(fmt::format("{}: {} is {}, expected {} or {}", index_path, setting,
+                                 word.dump(), words[0].second, words[1].second));
+}
+
+// The settings that shape the training data; checkpoints written before they were recorded
+// lack them, and load with the trainer's own.
+constexpr std::array<const char*, 3> kDataSettings = {"augmentation", "sampling", "class_weights"};
+
+// The settings a resumed run must share with the run it continues, by name.
 Json fixed_settings(const TrainerOptions& o) {
-  return {
-      {"seed", o.seed()},   {"batch_size", o.batch_size()}, {"learning_rate", o.learning_rate()},
-      {"beta1", o.beta1()}, {"beta2", o.beta2()},           {"epsilon", o.epsilon()}};
+  Json augmentation = Json::object();
+  for_each_augmentation_setting(
+      o.augmentation(), [&](const char* name, const auto& value) { augmentation[name] = value; });
+  return {{"seed", o.seed()},
+          {"batch_size", o.batch_size()},
+          {"learning_rate", o.learning_rate()},
+          {"beta1", o.beta1()},
+          {"beta2", o.beta2()},
+          {"epsilon", o.epsilon()},
+          {"augmentation", std::move(augmentation)},
+          {"sampling", word_for(o.sampling(), kSamplingWords)},
+          {"class_weights", word_for(o.class_weights(), kClassWeightsWords)}};
+}
+
+// `base` with the settings `recorded` holds; a data setting it lacks keeps `base`'s value.
+TrainerOptions options_with_settings(const Json& recorded, TrainerOptions base,
+                                     const std::string& index_path) {
+  base.seed(recorded.at("seed").get<uint64_t>())
+      .batch_size(recorded.at("batch_size").get<int64_t>())
+      .learning_rate(recorded.at("learning_rate").get<double>())
+      .beta1(recorded.at("beta1").get<double>())
+      .beta2(recorded.at("beta2").get<double>())
+      .epsilon(recorded.at("epsilon").get<double>());
+  if (recorded.contains("augmentation")) {
+    const Json& augmentation = recorded.at("augmentation");
+    for_each_augmentation_setting(base.augmentation(), [&](const char* name, auto& value) {
+      value = augmentation.at(name).get<std::decay_t<decltype(value)>>();
+    });
+  }
+  if (recorded.contains("sampling")) {
+    base.sampling(value_for(recorded.at("sampling"), kSamplingWords, "sampling", index_path));
+  }
+  if (recorded.contains("class_weights")) {
+    base.class_weights(
+        value_for(recorded.at("class_weights"), kClassWeightsWords, "class_weights", index_path));
+  }
+  return base;
 }
 
 Json history_json(const std::vector<EpochStats>& history) {
@@ -110,9 +200,10 @@ void remove_stale_step_folders(const std::string& folder, const std::string& kee
   }
 }
 
-// The parsed checkpoint.json of `folder` and the step folder it names.
+// The parsed checkpoint.json of `folder`, its path and the step folder it names.
 struct CheckpointIndex {
   Json json;
+  std::string path;
   std::string step_folder;
 };
 
@@ -129,23 +220,64 @@ CheckpointIndex read_index(const std::string& folder) {
                                      kCheckpointVersion));
     }
     const auto step_folder = (fs::path(folder) / json.at("folder").get<std::string>()).string();
-    return {std::move(json), step_folder};
+    return {std::move(json), path, step_folder};
   } catch (const Json::exception& error) {
     throw WeightsError(fmt::format("{}: not a checkpoint index: {}", path, error.what()));
   }
 }
 
-void check_same_settings(const Json& saved, const TrainerOptions& options,
-                         const std::string& folder) {
-  const Json current = fixed_settings(options);
+// A setting's value as a message shows it: words without quotes.
+std::string shown(const Json& value) {
+  return value.is_string() ? value.get<std::string>() : value.dump();
+}
+
+// Compares setting by setting, down into groups such as augmentation, so that the message
+// names the one that differs ("augmentation.flip"). Numbers compare exactly: nlohmann/json
+// writes a double with the fewest digits that read back as the same double.
+void check_same_settings(const Json& saved, const Json& current, const std::string& index_path,
+                         const std::string& prefix = "") {
   for (const auto& [key, value] : current.items()) {
-    if (!saved.contains(key) || saved.at(key) != value) {
+    const bool present = saved.contains(key);
+    if (present && value.is_object() && saved.at(key).is_object()) {
+      check_same_settings(saved.at(key), value, index_path, prefix + key + ".");
+    } else if (!present || saved.at(key) != value) {
       throw ConfigError(fmt::format(
-          "{}/{}: {} is {}, but this trainer has {}; resume with the settings of the first run",
-          folder, kIndexName, key, saved.contains(key) ? saved.at(key).dump() : "(missing)",
-          value.dump()));
+          "{}: {}{} is {}, but this trainer has {}; resume with the settings of the first run",
+          index_path, prefix, key, present ? shown(saved.at(key)) : "(missing)", shown(value)));
     }
   }
+}
+
+// The data settings that `saved` does not record, each copied from `current` so that the
+// older checkpoint continues with this trainer's; returns their names.
+std::vector<std::string> adopt_unrecorded_settings(Json& saved, const Json& current) {
+  std::vector<std::string> adopted;
+  for (const char* name : kDataSettings) {
+    if (!saved.contains(name)) {
+      saved[name] = current.at(name);
+      adopted.emplace_back(name);
+    }
+  }
+  return adopted;
+}
+
+// Says which settings an older checkpoint lacked and what the resumed run uses instead, since
+// only the user knows whether the first run used the same.
+std::string unrecorded_settings_line(const std::string& index_path,
+                                     const std::vector<std::string>& names,
+                                     const TrainerOptions& options) {
+  const std::map<std::string, std::string> in_use = {
+      {"augmentation", describe(options.augmentation())},
+      {"sampling", word_for(options.sampling(), kSamplingWords)},
+      {"class_weights", word_for(options.class_weights(), kClassWeightsWords)}};
+  std::vector<std::string> used;
+  for (const auto& name : names) {
+    used.push_back(name + " " + in_use.at(name));
+  }
+  return fmt::format(
+      "{}: {} not recorded (an older checkpoint); resuming with this trainer's {}. If the first "
+      "run used others, resume with those",
+      index_path, fmt::join(names, ", "), fmt::join(used, "; "));
 }
 
 }  // namespace
@@ -191,7 +323,10 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
 void Trainer::State::read_checkpoint(const std::string& folder) {
   auto& s = *this;
   const CheckpointIndex index = read_index(folder);
-  check_same_settings(index.json.value("settings", Json::object()), s.options, folder);
+  const Json current = fixed_settings(s.options);
+  Json saved = index.json.value("settings", Json::object());
+  const auto unrecorded = adopt_unrecorded_settings(saved, current);
+  check_same_settings(saved, current, index.path);
 
   // Read and check everything before changing anything.
   const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();
@@ -214,8 +349,7 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
     in_progress = progress_from_json(index.json.at("epoch_in_progress"));
     iterations = index.json.at("optimizer_iterations").get<int64_t>();
   } catch (const Json::exception& error) {
-    throw WeightsError(
-        fmt::format("{}/{}: history is damaged: {}", folder, kIndexName, error.what()));
+    throw WeightsError(fmt::format("{}: history is damaged: {}", index.path, error.what()));
   }
 
   // Weights go into a spare model first, so a failure below leaves this trainer as it was.
@@ -235,6 +369,9 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
                     in_progress ? fmt::format(" and {} images of epoch {}",
                                               in_progress->images_done, s.history.size() + 1)
                                 : ""));
+  if (!unrecorded.empty()) {
+    s.log(unrecorded_settings_line(index.path, unrecorded, s.options));
+  }
 }
 
 EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
@@ -242,6 +379,15 @@ EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
   const fs::path step_folder(index.step_folder);
   return ModelIO::load((step_folder / "model.json").string(), (step_folder / "weights.h5").string())
       ->options();
+}
+
+TrainerOptions Trainer::checkpoint_options(const std::string& folder, TrainerOptions base) {
+  const CheckpointIndex index = read_index(folder);
+  try {
+    return options_with_settings(index.json.at("settings"), std::move(base), index.path);
+  } catch (const Json::exception& error) {
+    throw WeightsError(fmt::format("{}: settings are damaged: {}", index.path, error.what()));
+  }
 }
 
 }  // namespace fvc

@@ -17,10 +17,11 @@ Exits 77 (skipped) when numpy or h5py is missing.
 """
 
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from program_runs import run_checked
 
 try:
     import h5py
@@ -67,16 +68,9 @@ def write_notop(path, prefix="conv"):
 
 
 def finetune(program, out, *options, status=0, base_filters=2):
-    command = [program, "--synthetic", "100", "--epochs", "1", "--batch-size", "20",
-               "--base-filters", str(base_filters), "--threads", "1", "--lr", "1e-9",
-               "--out", str(out),
-               *[str(option) for option in options]]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != status:
-        print(result.stdout, result.stderr, sep="\n")
-        raise AssertionError(f"{' '.join(command)}: exit status {result.returncode}, "
-                             f"expected {status}")
-    return result
+    return run_checked([program, "--synthetic", "100", "--epochs", "1", "--batch-size", "20",
+                        "--base-filters", base_filters, "--threads", "1", "--lr", "1e-9",
+                        "--out", out, *options], status)
 
 
 def layer_weights(path, name):

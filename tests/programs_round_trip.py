@@ -198,8 +198,9 @@ def check_vggface_means(finetune, convert, evaluate, folder, common):
 
     refused = run([finetune, *common, "--epochs", "2", "--resume", run_folder,
                    "--preprocessing", "unit_range"], 1, "resume with another preprocessing")
-    assert "--preprocessing unit_range differs from the vggface_means" in refused.stderr, \
+    assert "--preprocessing is unit_range, but the checkpoint in" in refused.stderr, \
         refused.stderr
+    assert "has vggface_means; leave --preprocessing out" in refused.stderr, refused.stderr
 
 
 def check_refused_starts(finetune, folder, common):

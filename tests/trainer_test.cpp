@@ -1,7 +1,10 @@
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "catch_with_torch.h"
+
+#include <nlohmann/json.hpp>
 
 #include "keras_adam.h"
 #include "test_support.h"
@@ -257,6 +260,170 @@ TEST_CASE("Trainer refuses a checkpoint it cannot continue and stays unchanged",
   }
 
   CHECK(torch::equal(net->named_parameters()["backbone.conv1_1.weight"], before));
+}
+
+namespace {
+
+// Every setting a checkpoint records away from its default, with doubles such as 1/3 and
+// 0.1 + 0.2 that only an exact decimal form brings back unchanged.
+fvc::TrainerOptions unusual_recipe() {
+  return quick_options()
+      .seed(7)
+      .batch_size(40)
+      .learning_rate(3e-4)
+      .beta1(0.8)
+      .beta2(0.99)
+      .epsilon(1e-7)
+      .augmentation(fvc::testing::every_augmentation()
+                        .rotation(1.0 / 3)
+                        .scale(0.1 + 0.2)
+                        .erasing_min_area(0.05)
+                        .erasing_max_area(2.0 / 3))
+      .sampling(fvc::Sampling::kBalanced)
+      .class_weights(fvc::ClassWeights::kBalanced);
+}
+
+// Writes the checkpoint of an untrained small net trained with `options` into `folder`.
+void save_untrained(const fvc::TrainerOptions& options, const std::string& folder) {
+  fvc::Trainer(fvc::EmotionNet(small_net_options()), options).save_checkpoint(folder);
+}
+
+// Lets `edit` change the recorded settings of the checkpoint in `folder`.
+void edit_settings(const std::string& folder,
+                   const std::function<void(nlohmann::ordered_json&)>& edit) {
+  const auto path = folder + "/checkpoint.json";
+  auto index = nlohmann::ordered_json::parse(read_text(path));
+  edit(index.at("settings"));
+  fvc::testing::write_file(path, index.dump(1));
+}
+
+}  // namespace
+
+TEST_CASE("Trainer checkpoints record the recipe and checkpoint_options returns it", "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  const auto recipe = unusual_recipe();
+  save_untrained(recipe, checkpoint);
+
+  const auto read = fvc::Trainer::checkpoint_options(checkpoint, quick_options().epochs(5));
+
+  CHECK(read.epochs() == 5);
+  CHECK(read.seed() == 7);
+  CHECK(read.batch_size() == 40);
+  CHECK(read.learning_rate() == 3e-4);
+  CHECK(read.beta1() == 0.8);
+  CHECK(read.beta2() == 0.99);
+  CHECK(read.epsilon() == 1e-7);
+  const auto& augmentation = read.augmentation();
+  CHECK(augmentation.crop_padding() == 4);
+  CHECK(augmentation.flip());
+  CHECK(augmentation.rotation() == 1.0 / 3);
+  CHECK(augmentation.scale() == 0.1 + 0.2);
+  CHECK(augmentation.shift() == 0.1);
+  CHECK(augmentation.erasing() == 0.5);
+  CHECK(augmentation.erasing_min_area() == 0.05);
+  CHECK(augmentation.erasing_max_area() == 2.0 / 3);
+  CHECK(augmentation.brightness() == 0.2);
+  CHECK(augmentation.contrast() == 0.2);
+  CHECK(read.sampling() == fvc::Sampling::kBalanced);
+  CHECK(read.class_weights() == fvc::ClassWeights::kBalanced);
+  fvc::Trainer resumed(fvc::EmotionNet(small_net_options()), read);
+  CHECK_NOTHROW(resumed.load_checkpoint(checkpoint));
+  const auto index = read_text(checkpoint + "/checkpoint.json");
+  CHECK_THAT(index, Catch::Contains(R"("flip": true)"));
+  CHECK_THAT(index, Catch::Contains(R"("sampling": "balanced")"));
+  CHECK_THAT(index, Catch::Contains(R"("class_weights": "balanced")"));
+}
+
+TEST_CASE("Trainer refuses a checkpoint made with other augmentation or sampling or weights",
+          "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  const auto recipe = unusual_recipe();
+  save_untrained(recipe, checkpoint);
+  auto other = recipe;
+  std::string difference;
+
+  SECTION("a switch") {
+    other.augmentation().flip(false);
+    difference = "augmentation.flip is true, but this trainer has false";
+  }
+  SECTION("a strength one step away") {
+    other.augmentation().rotation(std::nextafter(1.0 / 3, 1.0));
+    difference =
+        "augmentation.rotation is 0.3333333333333333, but this trainer has "
+        "0.33333333333333337";
+  }
+  SECTION("the sampling") {
+    other.sampling(fvc::Sampling::kShuffle);
+    difference = "sampling is balanced, but this trainer has shuffle";
+  }
+  SECTION("the class weights") {
+    other.class_weights(fvc::ClassWeights::kNone);
+    difference = "class_weights is balanced, but this trainer has none";
+  }
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), other);
+
+  REQUIRE_THROWS_AS(trainer.load_checkpoint(checkpoint), fvc::ConfigError);
+  REQUIRE_THROWS_WITH(trainer.load_checkpoint(checkpoint),
+                      checkpoint + "/checkpoint.json: " + difference +
+                          "; resume with the settings of the first run");
+}
+
+TEST_CASE("Trainer resumes an older checkpoint without the data recipe and logs what it uses",
+          "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  save_untrained(quick_options().seed(7), checkpoint);
+  edit_settings(checkpoint, [](nlohmann::ordered_json& settings) {
+    settings.erase("augmentation");
+    settings.erase("sampling");
+    settings.erase("class_weights");
+  });
+  std::vector<std::string> lines;
+  const auto options = quick_options()
+                           .seed(7)
+                           .augmentation(fvc::AugmentationOptions().crop_padding(4).flip(true))
+                           .class_weights(fvc::ClassWeights::kBalanced)
+                           .log([&](const std::string& line) { lines.push_back(line); });
+  fvc::Trainer trainer(fvc::EmotionNet(small_net_options()), options);
+
+  trainer.load_checkpoint(checkpoint);
+
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back() == checkpoint +
+                            "/checkpoint.json: augmentation, sampling, class_weights not recorded "
+                            "(an older checkpoint); resuming with this trainer's augmentation "
+                            "crop 4, flip; sampling shuffle; class_weights balanced. If the first "
+                            "run used others, resume with those");
+  const auto read = fvc::Trainer::checkpoint_options(checkpoint, options);
+  CHECK(read.seed() == 7);
+  CHECK(read.augmentation().flip());
+  CHECK(read.sampling() == fvc::Sampling::kShuffle);
+  CHECK(read.class_weights() == fvc::ClassWeights::kBalanced);
+}
+
+TEST_CASE("Trainer checkpoint_options refuses a recipe it cannot read", "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  save_untrained(quick_options(), checkpoint);
+
+  SECTION("an unknown word") {
+    edit_settings(checkpoint,
+                  [](nlohmann::ordered_json& settings) { settings["sampling"] = "sometimes"; });
+    REQUIRE_THROWS_WITH(fvc::Trainer::checkpoint_options(checkpoint),
+                        checkpoint +
+                            "/checkpoint.json: sampling is \"sometimes\", expected "
+                            "shuffle or balanced");
+  }
+  SECTION("a missing augmentation setting") {
+    edit_settings(checkpoint, [](nlohmann::ordered_json& settings) {
+      settings.at("augmentation").erase("flip");
+    });
+    REQUIRE_THROWS_AS(fvc::Trainer::checkpoint_options(checkpoint), fvc::WeightsError);
+    REQUIRE_THROWS_WITH(fvc::Trainer::checkpoint_options(checkpoint),
+                        Catch::StartsWith(checkpoint + "/checkpoint.json: settings are damaged: "));
+  }
 }
 
 TEST_CASE("Trainer evaluation counts every image in its confusion matrix", "[training]") {

@@ -31,7 +31,8 @@
 // Ctrl-C (or SIGTERM) stops after the current batch and writes a checkpoint,
 // pressed twice it ends the program at once. The run continues with
 // --resume <its --out folder> from the last checkpoint written (none exists
-// before the first epoch ends or the first Ctrl-C).
+// before the first epoch ends or the first Ctrl-C), with the seed, batch size,
+// learning rate, --augment, --sampling and --class-weights the checkpoint recorded.
 //
 // Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
 // confusion_publictest.csv, confusion_privatetest.csv, and
@@ -227,8 +228,10 @@ void add_options(CLI::App& app, Settings& s) {
   auto* resume =
       app.add_option("--resume", s.resume,
                      "Continue the run whose --out folder is DIR from its last checkpoint (written "
-                     "after every epoch and on Ctrl-C); give the same data, seed, batch size and "
-                     "learning rate. --out and --base-filters are then taken from DIR");
+                     "after every epoch and on Ctrl-C); give the same data. --out and "
+                     "--base-filters are then taken from DIR, and so are --seed, --batch-size, "
+                     "--lr, --augment, --sampling and --class-weights, refused when given with "
+                     "other values");
   resume->check(CLI::ExistingDirectory);
   auto* init_weights = app.add_option(
       "--init-weights", s.init_weights,
@@ -413,6 +416,47 @@ void prepare_output_folder(const std::string& out) {
   }
 }
 
+// Refuses a flag given on the command line that contradicts the checkpoint being resumed.
+void check_flag_agrees(const CLI::App& app, const char* flag, const std::string& given,
+                       const std::string& recorded, const std::string& checkpoint) {
+  if (app.count(flag) > 0 && given != recorded) {
+    throw fvc::ConfigError(fmt::format(
+        "{} is {}, but the checkpoint in {} has {}; leave {} out to resume with the checkpoint's",
+        flag, given, checkpoint, recorded, flag));
+  }
+}
+
+// The recipe to train with: the flags' or, with --resume, the one its checkpoint recorded, so
+// that a resumed run cannot quietly change it.
+fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
+                                    const std::string& checkpoint) {
+  const auto flags =
+      fvc::TrainerOptions()
+          .batch_size(s.batch_size)
+          .learning_rate(s.learning_rate)
+          .seed(static_cast<uint64_t>(s.seed))
+          .augmentation(parse_augment(s.augment))
+          .sampling(s.sampling == "balanced" ? fvc::Sampling::kBalanced : fvc::Sampling::kShuffle)
+          .class_weights(s.class_weights == "balanced" ? fvc::ClassWeights::kBalanced
+                                                       : fvc::ClassWeights::kNone);
+  if (s.resume.empty()) {
+    return flags;
+  }
+  const auto recorded = fvc::Trainer::checkpoint_options(checkpoint, flags);
+  const auto check = [&](const char* flag, const auto& given, const auto& kept) {
+    check_flag_agrees(app, flag, fmt::format("{}", given), fmt::format("{}", kept), checkpoint);
+  };
+  check("--seed", flags.seed(), recorded.seed());
+  check("--batch-size", flags.batch_size(), recorded.batch_size());
+  check("--lr", flags.learning_rate(), recorded.learning_rate());
+  check("--augment", fvc::describe(flags.augmentation()), fvc::describe(recorded.augmentation()));
+  check("--sampling", s.sampling,
+        recorded.sampling() == fvc::Sampling::kBalanced ? "balanced" : "shuffle");
+  check("--class-weights", s.class_weights,
+        recorded.class_weights() == fvc::ClassWeights::kBalanced ? "balanced" : "none");
+  return recorded;
+}
+
 fvc::EmotionNetOptions new_model_options(const Settings& s) {
   auto options = fvc::EmotionNetOptions().preprocessing(fvc::preprocessing_from_name(
       s.preprocessing.empty() ? "unit_range" : s.preprocessing));
@@ -421,23 +465,24 @@ fvc::EmotionNetOptions new_model_options(const Settings& s) {
 }
 
 // The network the checkpoint was training; its preprocessing cannot change halfway.
-fvc::EmotionNetOptions resumed_model_options(const Settings& s, const std::string& checkpoint) {
+fvc::EmotionNetOptions resumed_model_options(const Settings& s, const CLI::App& app,
+                                             const std::string& checkpoint) {
   auto options = fvc::Trainer::checkpoint_architecture(checkpoint);
-  const auto saved = fvc::preprocessing_name(options.preprocessing());
-  if (!s.preprocessing.empty() && s.preprocessing != saved) {
-    throw fvc::ConfigError(fmt::format(
-        "--preprocessing {} differs from the {} the checkpoint in {} was trained with; leave it "
-        "out to continue with {}",
-        s.preprocessing, saved, checkpoint, saved));
-  }
+  check_flag_agrees(app, "--preprocessing", s.preprocessing,
+                    std::string(fvc::preprocessing_name(options.preprocessing())), checkpoint);
   return options;
 }
 
-int run(const Settings& s) {
+int run(Settings s, const CLI::App& app) {
   // Check the cheap settings before reading tens of megabytes.
   fvc::resolve_device(s.device);
   const std::string out = s.resume.empty() ? s.out : s.resume;
   const std::string checkpoint = out + "/checkpoint";
+  const fvc::TrainerOptions recipe = training_recipe(s, app, checkpoint);
+  // A resumed run's seed also draws --limit's rows and the synthetic faces.
+  s.seed = static_cast<int64_t>(recipe.seed());
+  const fvc::EmotionNetOptions model_options =
+      s.resume.empty() ? new_model_options(s) : resumed_model_options(s, app, checkpoint);
 
   // Load the data and split it by Usage, as the study did.
   const auto start = std::chrono::steady_clock::now();
@@ -458,8 +503,7 @@ int run(const Settings& s) {
 
   // Build the network with Keras's initialisation, seeded, or as the checkpoint describes it.
   torch::manual_seed(s.seed);
-  fvc::EmotionNet model(s.resume.empty() ? new_model_options(s)
-                                         : resumed_model_options(s, checkpoint));
+  fvc::EmotionNet model(model_options);
   if (!s.init_weights.empty()) {
     load_initial_weights(model, s);
   }
@@ -467,25 +511,15 @@ int run(const Settings& s) {
   prepare_output_folder(out);
 
   // Train, validating on PublicTest after every epoch.
-  const auto sampling =
-      s.sampling == "balanced" ? fvc::Sampling::kBalanced : fvc::Sampling::kShuffle;
-  const auto class_weights =
-      s.class_weights == "balanced" ? fvc::ClassWeights::kBalanced : fvc::ClassWeights::kNone;
-  auto trainer_options = fvc::TrainerOptions()
+  auto trainer_options = fvc::TrainerOptions(recipe)
                              .epochs(s.epochs)
-                             .batch_size(s.batch_size)
-                             .learning_rate(s.learning_rate)
-                             .seed(static_cast<uint64_t>(s.seed))
                              .device(s.device)
                              .threads(s.threads)
                              .history_path(out + "/history.csv")
                              .checkpoint_dir(checkpoint)
                              .log(log_line)
                              .progress(show_progress)
-                             .prefetch(s.prefetch)
-                             .augmentation(parse_augment(s.augment))
-                             .sampling(sampling)
-                             .class_weights(class_weights);
+                             .prefetch(s.prefetch);
   fvc::Trainer trainer(model, trainer_options);
   if (!s.resume.empty()) {
     trainer.load_checkpoint(checkpoint);
@@ -543,7 +577,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Finetune a VGGFace network on FER2013 as the Face Value of Companies study did."};
   Settings settings;
   add_options(app, settings);
-  return fvc_examples::run_program(app, argc, argv, [&] { return run(settings); });
+  return fvc_examples::run_program(app, argc, argv, [&] { return run(settings, app); });
 }
 
 // A run on the built-in data (2 cores, abridged):

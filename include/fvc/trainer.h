@@ -116,8 +116,9 @@ struct TrainerOptions {
 /// NOTE: a trainer is not thread-safe, except `request_stop`. A process that
 /// is killed rather than asked to stop loses the work since its last
 /// checkpoint, which is written after every epoch. The checkpoint records the
-/// seed, batch size and Adam's settings, not the augmentation, sampling or
-/// class weights: a resumed run must be given those again.
+/// recipe (seed, batch size, Adam's settings, augmentation, sampling and class
+/// weights) and refuses to resume with another; `checkpoint_options` reads it,
+/// so a program can resume without being told the recipe again.
 class Trainer {
  public:
   /// Throws `ConfigError` for a bad device, batch size or epoch count.
@@ -152,20 +153,30 @@ class Trainer {
 
   /// Writes what is needed to continue training into `folder`: the model
   /// (Keras JSON and HDF5, loadable by `ModelIO`), Adam's moments and count,
-  /// the history and the settings that must not change. The epoch's files go
+  /// the history and the recipe that must not change. The epoch's files go
   /// to a new subfolder first and `checkpoint.json`, which names it, is
   /// replaced last, so a crash at any point leaves the previous checkpoint
   /// usable. Throws `Error` when the folder cannot be written.
   void save_checkpoint(const std::string& folder) const;
 
   /// Restores a checkpoint written by `save_checkpoint` into this trainer's
-  /// model and optimizer. Throws `ConfigError` when seed, batch size or Adam's
-  /// settings differ from this trainer's, `WeightsError` for missing or
-  /// damaged files; the trainer is unchanged then.
+  /// model and optimizer. Throws `ConfigError` naming the first setting of the
+  /// recipe (seed, batch size, Adam's settings, each augmentation setting,
+  /// sampling, class weights) that differs from this trainer's, `WeightsError`
+  /// for missing or damaged files; the trainer is unchanged then. A checkpoint
+  /// written before the augmentation, sampling and class weights were recorded
+  /// resumes with this trainer's, and the log says so in one line.
   void load_checkpoint(const std::string& folder);
 
   /// The architecture saved in a checkpoint folder, to build the model to resume.
   static EmotionNetOptions checkpoint_architecture(const std::string& folder);
+
+  /// `base` with the recipe a checkpoint folder recorded: seed, batch size,
+  /// Adam's settings, augmentation, sampling and class weights; everything else,
+  /// such as epochs, device and log, stays as `base` has it. A checkpoint that
+  /// does not record augmentation, sampling or class weights keeps `base`'s.
+  /// Throws `WeightsError` for a missing or damaged checkpoint.json.
+  static TrainerOptions checkpoint_options(const std::string& folder, TrainerOptions base = {});
 
   /// The history of every epoch trained so far.
   const std::vector<EpochStats>& history() const;

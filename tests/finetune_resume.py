@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Checks that fvc-finetune --resume continues with the recipe its checkpoint recorded.
+
+A first run trains a narrow network for one epoch on the built-in synthetic faces with
+--augment, --sampling, --seed and --batch-size away from their defaults. --resume without
+those flags must train the second epoch with all of them: the trainer logs the batch size
+and the augmentation and sampling it uses, and the Training split, drawn with the seed,
+must be the first run's. A flag given again with the checkpoint's value is accepted; one
+that contradicts the checkpoint ends the program with status 1 before any data is read, and
+the message names the flag and both values.
+
+Usage: finetune_resume.py PATH_TO_FVC_FINETUNE
+Needs only the standard library.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+from program_runs import run_checked
+
+RECIPE_LINE = "augmentation crop 2, flip; sampling balanced (with replacement)"
+
+
+def finetune(program, *options, status=0):
+    return run_checked([program, "--synthetic", "100", "--base-filters", "2", "--threads", "1",
+                        *options], status)
+
+
+def line_starting(output, start):
+    found = [line for line in output.splitlines() if line.startswith(start)]
+    assert found, f"no line starting with {start!r} in:\n{output}"
+    return found[0]
+
+
+def main():
+    program = sys.argv[1]
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        first = finetune(program, "--epochs", "1", "--batch-size", "20", "--seed", "5",
+                         "--augment", "flip,crop=2", "--sampling", "balanced", "--out", run)
+        assert RECIPE_LINE in first.stdout.splitlines(), first.stdout
+
+        resumed = finetune(program, "--resume", run, "--epochs", "2", "--sampling", "balanced")
+        assert RECIPE_LINE in resumed.stdout.splitlines(), resumed.stdout
+        assert "  batch 20  " in line_starting(resumed.stdout, "device "), resumed.stdout
+        assert (line_starting(resumed.stdout, "Training") ==
+                line_starting(first.stdout, "Training")), resumed.stdout
+        line_starting(resumed.stdout, "epoch 2/2 ")
+        print(f"resumed with: {RECIPE_LINE}, batch 20, seed 5")
+
+        checkpoint = run / "checkpoint"
+        refused = finetune(program, "--resume", run, "--epochs", "3", "--augment", "flip",
+                           status=1)
+        expected = (f"error: --augment is flip, but the checkpoint in {checkpoint} has crop 2, "
+                    "flip; leave --augment out to resume with the checkpoint's")
+        assert refused.stderr.strip() == expected, refused.stderr
+        refused = finetune(program, "--resume", run, "--epochs", "3", "--batch-size", "25",
+                           status=1)
+        assert f"error: --batch-size is 25, but the checkpoint in {checkpoint} has 20;" \
+            in refused.stderr, refused.stderr
+        assert "read " not in refused.stdout, refused.stdout
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

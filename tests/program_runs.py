@@ -1,0 +1,14 @@
+"""What the program tests share: running a program and checking how it ended."""
+
+import subprocess
+
+
+def run_checked(command, status=0):
+    """Runs `command`; shows its output and fails when it exits with another status."""
+    command = [str(part) for part in command]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != status:
+        print(result.stdout, result.stderr, sep="\n")
+        raise AssertionError(f"{' '.join(command)}: exit status {result.returncode}, "
+                             f"expected {status}")
+    return result
