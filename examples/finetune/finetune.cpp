@@ -221,18 +221,18 @@ void add_options(CLI::App& app, Settings& s) {
                  "PublicTest and PrivateTest are always scored whole")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
-  app.add_option("--out", s.out,
-                 "Folder for the model, history, confusion matrices and the checkpoint written "
-                 "after every epoch")
-      ->capture_default_str();
+  auto* out = app.add_option("--out", s.out,
+                              "Folder for the model, history, confusion matrices and the "
+                              "checkpoint written after every epoch")
+                   ->capture_default_str();
   auto* resume =
       app.add_option("--resume", s.resume,
                      "Continue the run whose --out folder is DIR from its last checkpoint (written "
-                     "after every epoch and on Ctrl-C); give the same data. --out and "
-                     "--base-filters are then taken from DIR, and so are --seed, --batch-size, "
-                     "--lr, --augment, --sampling and --class-weights, refused when given with "
-                     "other values");
-  resume->check(CLI::ExistingDirectory);
+                     "after every epoch and on Ctrl-C) and write into it; give the same data. "
+                     "--base-filters and --preprocessing are then taken from DIR, and so are "
+                     "--seed, --batch-size, --lr, --augment, --sampling and --class-weights, "
+                     "refused when given with other values");
+  resume->check(CLI::ExistingDirectory)->excludes(out);
   auto* init_weights = app.add_option(
       "--init-weights", s.init_weights,
       "Start from the weights in this Keras save_weights or model.save file, loaded by layer "
