@@ -50,15 +50,16 @@ void for_each_augmentation_setting(Options& a, Visit visit) {
 }
 
 // The words checkpoint.json uses for the enums, as fvc-finetune's flags spell them.
-template <typename Enum>
-using Words = std::array<std::pair<Enum, const char*>, 2>;
-constexpr Words<Sampling> kSamplingWords = {
-    {{Sampling::kShuffle, "shuffle"}, {Sampling::kBalanced, "balanced"}}};
-constexpr Words<ClassWeights> kClassWeightsWords = {
+template <typename Enum, size_t N>
+using Words = std::array<std::pair<Enum, const char*>, N>;
+constexpr Words<Sampling, 3> kSamplingWords = {{{Sampling::kShuffle, "shuffle"},
+                                                {Sampling::kBalanced, "balanced"},
+                                                {Sampling::kInOrder, "in_order"}}};
+constexpr Words<ClassWeights, 2> kClassWeightsWords = {
     {{ClassWeights::kNone, "none"}, {ClassWeights::kBalanced, "balanced"}}};
 
-template <typename Enum>
-std::string word_for(Enum value, const Words<Enum>& words) {
+template <typename Enum, size_t N>
+std::string word_for(Enum value, const Words<Enum, N>& words) {
   for (const auto& [known, word] : words) {
     if (known == value) {
       return word;
@@ -68,16 +69,18 @@ std::string word_for(Enum value, const Words<Enum>& words) {
 }
 
 // Throws WeightsError for a word that `words` lacks.
-template <typename Enum>
-Enum value_for(const Json& word, const Words<Enum>& words, const std::string& setting,
+template <typename Enum, size_t N>
+Enum value_for(const Json& word, const Words<Enum, N>& words, const std::string& setting,
                const std::string& index_path) {
+  std::vector<std::string> known_words;
   for (const auto& [value, known] : words) {
     if (word.get<std::string>() == known) {
       return value;
     }
+    known_words.emplace_back(known);
   }
-  throw WeightsError(fmt::format("{}: {} is {}, expected {} or {}", index_path, setting,
-                                 word.dump(), words[0].second, words[1].second));
+  throw WeightsError(fmt::format("{}: {} is {}, expected one of {}", index_path, setting,
+                                 word.dump(), fmt::join(known_words, ", ")));
 }
 
 // The settings that shape the training data; checkpoints written before they were recorded

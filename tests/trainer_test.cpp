@@ -413,8 +413,8 @@ TEST_CASE("Trainer checkpoint_options refuses a recipe it cannot read", "[traini
                   [](nlohmann::ordered_json& settings) { settings["sampling"] = "sometimes"; });
     REQUIRE_THROWS_WITH(fvc::Trainer::checkpoint_options(checkpoint),
                         checkpoint +
-                            "/checkpoint.json: sampling is \"sometimes\", expected "
-                            "shuffle or balanced");
+                            "/checkpoint.json: sampling is \"sometimes\", expected one of "
+                            "shuffle, balanced, in_order");
   }
   SECTION("a missing augmentation setting") {
     edit_settings(checkpoint, [](nlohmann::ordered_json& settings) {
