@@ -68,6 +68,16 @@ void check_options(const TrainerOptions& options, const EmotionNet& model) {
   }
 }
 
+// Convolution kernels (4-D) to channels-last order; the values stay as they are.
+void to_channels_last(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& parameter : model.parameters()) {
+    if (parameter.dim() == 4) {
+      parameter.set_data(parameter.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
+}
+
 // The mean cross-entropy of the batch; with `class_weights` defined, the mean of each image's
 // loss times its class's weight, as Keras applies class_weight.
 torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,
@@ -144,14 +154,21 @@ Trainer::Trainer(EmotionNet model, TrainerOptions options) {
     at::globalContext().setBenchmarkCuDNN(true);
   }
 
-  // The optimizer's state must live where the parameters live, so move first.
+  // The optimizer's state must live where the parameters live, and in their memory order, so
+  // move first.
   model->to(device);
+  if (options.channels_last()) {
+    to_channels_last(*model);
+  }
   state_ = std::make_unique<State>(std::move(model), std::move(options), device);
 
   const auto& o = state_->options;
-  state_->log(fmt::format("device {}{}  parameters {}  batch {}  learning_rate {}", device.str(),
-                          device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
-                          state_->model->parameter_count(), o.batch_size(), o.learning_rate()));
+  state_->log(fmt::format(
+      "device {}{}  precision {}{}  parameters {}  batch {}  learning_rate {}", device.str(),
+      device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
+      o.precision() == Precision::kBFloat16 ? "bfloat16" : "float32",
+      o.channels_last() ? "  channels_last" : "", state_->model->parameter_count(),
+      o.batch_size(), o.learning_rate()));
 }
 
 Trainer::~Trainer() = default;
@@ -201,7 +218,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
 
     loader.start_epoch(epoch - 1, resumed.images_done);
     while (std::optional<Batch> batch = loader.next()) {
-      auto logits = s.model->forward(batch->images);
+      auto logits = s.forward(batch->images);
       auto loss = training_loss(logits, batch->labels, class_weights);
       s.optimizer.zero_grad();
       loss.backward();

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "fvc/trainer.h"
+#include "autocast_scope.h"
 #include "keras_adam.h"
 
 namespace fvc {
@@ -60,6 +61,16 @@ struct Trainer::State {
     }
   }
 
+  // The model's logits for `images`, in float32, computed in the trainer's memory order and
+  // precision.
+  torch::Tensor forward(torch::Tensor images) {
+    if (options.channels_last()) {
+      images = images.contiguous(torch::MemoryFormat::ChannelsLast);
+    }
+    detail::AutocastScope autocast(device, options.precision());
+    return model->forward(images).to(torch::kFloat);
+  }
+
   // Runs the model over `data` in row order, in eval mode and without gradients,
   // handing each batch and its logits to `on_batch`. Batches are prepared ahead, as in
   // training, so the model never waits for the gathering and scaling.
@@ -75,7 +86,7 @@ struct Trainer::State {
                             .preprocessing(model->options().preprocessing()));
     loader.start_epoch(0);
     while (std::optional<Batch> batch = loader.next()) {
-      on_batch(*batch, model->forward(batch->images));
+      on_batch(*batch, forward(batch->images));
     }
     model->train();
   }
