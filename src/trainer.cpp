@@ -78,6 +78,38 @@ void to_channels_last(torch::nn::Module& model) {
   }
 }
 
+uint64_t fnv1a(const torch::Tensor& tensor) {
+  const auto bytes = tensor.contiguous();
+  const auto* data = static_cast<const uint8_t*>(bytes.data_ptr());
+  const auto size = static_cast<size_t>(bytes.numel()) * bytes.element_size();
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash = (hash ^ data[i]) * 0x100000001b3ull;
+  }
+  return hash;
+}
+
+// A resumed run must train on the set it started with: another set, or the same rows in
+// another order, gives other batches, and a position inside an epoch means nothing in it.
+void check_resumed_set(const std::optional<TrainingSetPrint>& recorded,
+                       const std::optional<EpochInProgress>& in_progress,
+                       const std::string& checkpoint, const TrainingSetPrint& given,
+                       const Dataset& train) {
+  if (recorded && !(*recorded == given)) {
+    throw ConfigError(fmt::format(
+        "{}: the run trained on {} images (pixel hash {:016x}), but this fit was given {} with "
+        "{} images (pixel hash {:016x}); resume with the same training set, in the same order",
+        checkpoint, recorded->rows, recorded->pixels_hash, train.source(), given.rows,
+        given.pixels_hash));
+  }
+  if (in_progress && in_progress->images_done >= given.rows) {
+    throw ConfigError(fmt::format(
+        "{}: the run stopped {} images into an epoch, but {} has {} images; resume with the "
+        "same training set",
+        checkpoint, in_progress->images_done, train.source(), given.rows));
+  }
+}
+
 // The mean cross-entropy of the batch; with `class_weights` defined, the mean of each image's
 // loss times its class's weight, as Keras applies class_weight.
 torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,
@@ -188,6 +220,9 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
         last_epoch, first_epoch, first_epoch));
   }
   std::vector<EpochStats> fitted;
+  const auto print = TrainingSetPrint::of(train);
+  check_resumed_set(s.restored_training_set, s.epoch_in_progress, s.restored_from, print, train);
+  s.training_set = print;
 
   Loader loader(train, LoaderOptions()
                            .batch_size(o.batch_size())
@@ -262,6 +297,10 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     }
   }
   return fitted;
+}
+
+TrainingSetPrint TrainingSetPrint::of(const Dataset& data) {
+  return {data.count(), fnv1a(data.images()), fnv1a(data.labels())};
 }
 
 void Trainer::request_stop() noexcept { state_->stop_requested.store(true); }

@@ -128,6 +128,26 @@ TrainerOptions options_with_settings(const Json& recorded, TrainerOptions base,
   return base;
 }
 
+Json training_set_json(const std::optional<TrainingSetPrint>& print) {
+  if (!print) {
+    return nullptr;
+  }
+  return {{"rows", print->rows},
+          {"pixels_fnv1a", print->pixels_hash},
+          {"labels_fnv1a", print->labels_hash}};
+}
+
+// Checkpoints written before the training set was recorded hold none.
+std::optional<TrainingSetPrint> training_set_from_json(const Json& index) {
+  const auto found = index.find("training_set");
+  if (found == index.end() || found->is_null()) {
+    return std::nullopt;
+  }
+  return TrainingSetPrint{found->at("rows").get<int64_t>(),
+                          found->at("pixels_fnv1a").get<uint64_t>(),
+                          found->at("labels_fnv1a").get<uint64_t>()};
+}
+
 Json history_json(const std::vector<EpochStats>& history) {
   Json entries = Json::array();
   for (const auto& e : history) {
@@ -317,6 +337,9 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
                       {"epoch", epoch},
                       {"optimizer_iterations", s.optimizer.iterations()},
                       {"settings", fixed_settings(s.options)},
+                      {"epochs", s.options.epochs()},
+                      {"training_set", training_set_json(s.training_set ? s.training_set
+                                                                        : s.restored_training_set)},
                       {"history", history_json(s.history)},
                       {"epoch_in_progress", progress_json(s.epoch_in_progress)}};
   detail::write_text_atomically((fs::path(folder) / kIndexName).string(), index.dump(1));
@@ -346,10 +369,12 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   }
   std::vector<EpochStats> history;
   std::optional<EpochInProgress> in_progress;
+  std::optional<TrainingSetPrint> training_set;
   int64_t iterations = 0;
   try {
     history = history_from_json(index.json.at("history"));
     in_progress = progress_from_json(index.json.at("epoch_in_progress"));
+    training_set = training_set_from_json(index.json);
     iterations = index.json.at("optimizer_iterations").get<int64_t>();
   } catch (const Json::exception& error) {
     throw WeightsError(fmt::format("{}: history is damaged: {}", index.path, error.what()));
@@ -368,6 +393,8 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   }
   s.history = std::move(history);
   s.epoch_in_progress = in_progress;
+  s.restored_training_set = training_set;
+  s.restored_from = index.path;
   s.log(fmt::format("resumed from {} after epoch {}{}", folder, s.history.size(),
                     in_progress ? fmt::format(" and {} images of epoch {}",
                                               in_progress->images_done, s.history.size() + 1)
@@ -387,6 +414,10 @@ EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
 TrainerOptions Trainer::checkpoint_options(const std::string& folder, TrainerOptions base) {
   const CheckpointIndex index = read_index(folder);
   try {
+    // The epoch count may grow on resume, so it is a default here, not a setting to check.
+    if (index.json.contains("epochs")) {
+      base.epochs(index.json.at("epochs").get<int64_t>());
+    }
     return options_with_settings(index.json.at("settings"), std::move(base), index.path);
   } catch (const Json::exception& error) {
     throw WeightsError(fmt::format("{}: settings are damaged: {}", index.path, error.what()));

@@ -22,6 +22,21 @@ struct EpochInProgress {
   double train_seconds = 0.0;
 };
 
+// What identifies a training set, so that a resumed run can tell it was given another: its
+// row count and FNV-1a hashes of its pixels and labels in row order (the order decides the
+// batches).
+struct TrainingSetPrint {
+  int64_t rows = 0;
+  uint64_t pixels_hash = 0;
+  uint64_t labels_hash = 0;
+
+  static TrainingSetPrint of(const Dataset& data);
+  bool operator==(const TrainingSetPrint& other) const {
+    return rows == other.rows && pixels_hash == other.pixels_hash &&
+           labels_hash == other.labels_hash;
+  }
+};
+
 // Everything a Trainer owns; shared by trainer.cpp and trainer_checkpoint.cpp.
 struct Trainer::State {
   EmotionNet model;
@@ -30,6 +45,9 @@ struct Trainer::State {
   detail::KerasAdam optimizer;
   std::vector<EpochStats> history;
   std::optional<EpochInProgress> epoch_in_progress;  // of epoch history.size() + 1
+  std::optional<TrainingSetPrint> training_set;           // the set `fit` trains on
+  std::optional<TrainingSetPrint> restored_training_set;  // the set a loaded checkpoint had
+  std::string restored_from;                              // that checkpoint's index file
   std::atomic<bool> stop_requested{false};
   bool stopped = false;
 

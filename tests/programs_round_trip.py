@@ -115,10 +115,13 @@ def main():
         cache = folder / "random.h5"
         for status in ("wrote", "loaded"):
             cached = run([finetune, *common, "--cache", cache, "--epochs", "1", "--batch-size",
-                          "20", "--base-filters", "2", "--out", folder / "cached"], 0,
+                          "20", "--base-filters", "2", "--out", folder / f"cached-{status}"], 0,
                          "fvc-finetune --cache")
             assert f"cache: {status} {cache}" in cached.stdout, cached.stdout
             assert score_line(cached.stdout, "fvc-finetune --cache") == expected_score
+        again = run([finetune, *common, "--epochs", "1", "--out", folder / "run"], 1,
+                    "fvc-finetune into a folder holding a run")
+        assert "already holds a run" in again.stderr and "--resume" in again.stderr, again.stderr
         expected = read_predictions(folder / "run" / "predictions_privatetest.csv")
         parameters = int(re.search(r"parameters (\d+)", trained.stdout).group(1))
 

@@ -307,7 +307,7 @@ TEST_CASE("Trainer checkpoints record the recipe and checkpoint_options returns 
 
   const auto read = fvc::Trainer::checkpoint_options(checkpoint, quick_options().epochs(5));
 
-  CHECK(read.epochs() == 5);
+  CHECK(read.epochs() == recipe.epochs());  // the count the run aimed for, not base's
   CHECK(read.seed() == 7);
   CHECK(read.batch_size() == 40);
   CHECK(read.learning_rate() == 3e-4);
@@ -509,4 +509,40 @@ TEST_CASE("write_confusion_csv writes the study's layout", "[training]") {
   CHECK_THAT(text, Catch::StartsWith(",anger,disgust,fear,happy,sad,surprise,neutral\n"
                                      "anger,0,1,2,3,4,5,6\ndisgust,7,8,"));
   CHECK_THAT(text, Catch::EndsWith("neutral,42,43,44,45,46,47,48\n"));
+}
+
+TEST_CASE("Trainer refuses to resume on another training set", "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  const auto data = fvc::Dataset::synthetic(300, 14);
+  const auto train = data.split(fvc::Split::kTraining);
+  const auto validation = data.split(fvc::Split::kPublicTest);
+  {
+    fvc::Trainer first(fvc::EmotionNet(small_net_options()),
+                       quick_options().epochs(1).checkpoint_dir(checkpoint));
+    first.fit(train, validation);
+  }
+  CHECK(fvc::Trainer::checkpoint_options(checkpoint).epochs() == 1);
+
+  fvc::Trainer resumed(fvc::EmotionNet(small_net_options()), quick_options().epochs(2));
+  resumed.load_checkpoint(checkpoint);
+
+  SECTION("fewer rows") {
+    REQUIRE_THROWS_AS(resumed.fit(train.sample(100, 1), validation), fvc::ConfigError);
+    REQUIRE_THROWS_WITH(resumed.fit(train.sample(100, 1), validation),
+                        Catch::StartsWith(checkpoint + "/checkpoint.json: the run trained on 240 "
+                                                       "images (pixel hash ") &&
+                            Catch::Contains("with 100 images"));
+  }
+  SECTION("the same rows in another order") {
+    const auto reversed = torch::arange(train.count() - 1, -1, -1, torch::kLong);
+    const fvc::Dataset shuffled(train.images().index_select(0, reversed),
+                                train.labels().index_select(0, reversed),
+                                train.splits().index_select(0, reversed), "reversed");
+    REQUIRE_THROWS_WITH(resumed.fit(shuffled, validation),
+                        Catch::Contains("resume with the same training set, in the same order"));
+  }
+  SECTION("the same set") {
+    CHECK(resumed.fit(train, validation).size() == 1);
+  }
 }

@@ -43,6 +43,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -70,11 +71,20 @@ constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkp
 std::atomic<fvc::Trainer*> running_trainer{nullptr};
 
 // The first Ctrl-C or SIGTERM asks the trainer to stop after its current batch and
-// write a checkpoint; SA_RESETHAND makes a second one end the process at once.
-void request_stop(int) {
-  if (fvc::Trainer* trainer = running_trainer.load()) {
-    trainer->request_stop();
+// write a checkpoint, and says so at once; SA_RESETHAND makes a second one end the process.
+// Outside training (loading, the final scoring) there is nothing to save, so it ends the
+// process straight away. Only async-signal-safe calls here.
+void request_stop(int signal_number) {
+  fvc::Trainer* trainer = running_trainer.load();
+  if (trainer == nullptr) {
+    raise(signal_number);
+    return;
   }
+  trainer->request_stop();
+  constexpr char kNotice[] =
+      "\nstopping after this batch and writing a checkpoint; press Ctrl-C again to quit at "
+      "once\n";
+  [[maybe_unused]] const auto written = write(STDERR_FILENO, kNotice, sizeof(kNotice) - 1);
 }
 
 void install_stop_handlers() {
@@ -147,10 +157,18 @@ fvc::AugmentationOptions parse_augment(const std::string& text) {
           "contrast, each optionally =VALUE",
           name));
     }
+    if (name == "flip" && equals != std::string::npos) {
+      throw fvc::ConfigError(
+          fmt::format("--augment has '{}', expected flip without a value: it is on or off", item));
+    }
     double value = known->value;
     if (equals != std::string::npos && !CLI::detail::lexical_cast(item.substr(equals + 1), value)) {
       throw fvc::ConfigError(
           fmt::format("--augment has '{}', expected a number after '{}='", item, name));
+    }
+    if (name == "crop" && value != std::floor(value)) {
+      throw fvc::ConfigError(
+          fmt::format("--augment has '{}', expected a whole number of pixels after 'crop='", item));
     }
     if (name == "crop") {
       o.crop_padding(static_cast<int64_t>(value));
@@ -209,7 +227,9 @@ void add_options(CLI::App& app, Settings& s) {
                  "Images in the built-in data set when --data is absent")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{1} << 30));
-  app.add_option("--epochs", s.epochs, "Passes over the training split")
+  app.add_option("--epochs", s.epochs,
+                 "Passes over the training split; with --resume, the first run's count unless "
+                 "given")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--batch-size", s.batch_size, "Images per optimizer step")
@@ -442,6 +462,7 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
                                     const std::string& checkpoint) {
   const auto flags =
       fvc::TrainerOptions()
+          .epochs(s.epochs)
           .batch_size(s.batch_size)
           .learning_rate(s.learning_rate)
           .seed(static_cast<uint64_t>(s.seed))
@@ -452,7 +473,10 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
   if (s.resume.empty()) {
     return flags;
   }
-  const auto recorded = fvc::Trainer::checkpoint_options(checkpoint, flags);
+  auto recorded = fvc::Trainer::checkpoint_options(checkpoint, flags);
+  if (app.count("--epochs") > 0) {
+    recorded.epochs(s.epochs);  // a resumed run may be given more epochs
+  }
   const auto check = [&](const char* flag, const auto& given, const auto& kept) {
     check_flag_agrees(app, flag, fmt::format("{}", given), fmt::format("{}", kept), checkpoint);
   };
@@ -465,6 +489,18 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
   check("--class-weights", s.class_weights,
         recorded.class_weights() == fvc::ClassWeights::kBalanced ? "balanced" : "none");
   return recorded;
+}
+
+// A new run into a folder that holds another run's checkpoint would replace it: a user who
+// forgot --resume would lose that run.
+void refuse_to_overwrite_a_run(const Settings& s, const std::string& out,
+                               const std::string& checkpoint) {
+  const std::string index = checkpoint + "/checkpoint.json";
+  if (s.resume.empty() && std::filesystem::exists(index)) {
+    throw fvc::ConfigError(fmt::format(
+        "{} already holds a run ({}); continue it with --resume {}, or give another --out", out,
+        index, out));
+  }
 }
 
 fvc::EmotionNetOptions new_model_options(const Settings& s) {
@@ -480,6 +516,8 @@ fvc::EmotionNetOptions resumed_model_options(const Settings& s, const CLI::App& 
   auto options = fvc::Trainer::checkpoint_architecture(checkpoint);
   check_flag_agrees(app, "--preprocessing", s.preprocessing,
                     std::string(fvc::preprocessing_name(options.preprocessing())), checkpoint);
+  check_flag_agrees(app, "--base-filters", std::to_string(s.base_filters),
+                    std::to_string(options.backbone().base_filters()), checkpoint);
   return options;
 }
 
@@ -488,6 +526,7 @@ int run(Settings s, const CLI::App& app) {
   fvc::resolve_device(s.device);
   const std::string out = s.resume.empty() ? s.out : s.resume;
   const std::string checkpoint = out + "/checkpoint";
+  refuse_to_overwrite_a_run(s, out, checkpoint);
   const fvc::TrainerOptions recipe = training_recipe(s, app, checkpoint);
   // A resumed run's seed also draws --limit's rows and the synthetic faces.
   s.seed = static_cast<int64_t>(recipe.seed());
@@ -522,7 +561,6 @@ int run(Settings s, const CLI::App& app) {
 
   // Train, validating on PublicTest after every epoch.
   auto trainer_options = fvc::TrainerOptions(recipe)
-                             .epochs(s.epochs)
                              .device(s.device)
                              .threads(s.threads)
                              .history_path(out + "/history.csv")

@@ -189,8 +189,9 @@ class Trainer {
   static EmotionNetOptions checkpoint_architecture(const std::string& folder);
 
   /// `base` with the recipe a checkpoint folder recorded: seed, batch size,
-  /// Adam's settings, augmentation, sampling and class weights; everything else,
-  /// such as epochs, device and log, stays as `base` has it. A checkpoint that
+  /// Adam's settings, augmentation, sampling and class weights, and the epoch
+  /// count the run was aiming for (which a caller may raise); everything else,
+  /// such as device and log, stays as `base` has it. A checkpoint that
   /// does not record augmentation, sampling or class weights keeps `base`'s.
   /// Throws `WeightsError` for a missing or damaged checkpoint.json.
   static TrainerOptions checkpoint_options(const std::string& folder, TrainerOptions base = {});
