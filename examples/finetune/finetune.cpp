@@ -33,6 +33,9 @@
 // --resume <its --out folder> from the last checkpoint written (none exists
 // before the first epoch ends or the first Ctrl-C).
 //
+// A training loss that becomes NaN or infinite stops the run with status 5 and leaves the
+// last epoch's checkpoint as it was; --skip-nonfinite-batches leaves such batches out instead.
+//
 // Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
 // confusion_publictest.csv, confusion_privatetest.csv, and
 // predictions_privatetest.csv (each image's seven probabilities).
@@ -64,6 +67,7 @@ constexpr int64_t kDefaultSyntheticCount = 3500;
 // CLI11 refused; it prints why).
 constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
 constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkpoint
+constexpr int kNonFiniteLoss = 5;   // the training loss became NaN or infinite
 
 // The trainer that Ctrl-C should stop; set while it trains.
 std::atomic<fvc::Trainer*> running_trainer{nullptr};
@@ -107,6 +111,7 @@ struct Settings {
   std::string class_weights = "none";
   std::string preprocessing;  // empty: unit_range, or the checkpoint's when resuming
   int64_t prefetch = 2;
+  bool skip_nonfinite = false;
 };
 
 // The strength each --augment name gets when no value follows it.
@@ -279,6 +284,9 @@ void add_options(CLI::App& app, Settings& s) {
                  "the same either way")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{64}));
+  app.add_flag("--skip-nonfinite-batches", s.skip_nonfinite,
+               "Leave out, and log, a training batch whose loss is NaN or infinite instead of "
+               "stopping with status 5");
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -291,6 +299,17 @@ void add_options(CLI::App& app, Settings& s) {
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
+}
+
+// What a run whose loss stopped being finite can do next.
+std::string how_to_continue(const fvc::Trainer& trainer, const std::string& out) {
+  if (trainer.history().empty()) {
+    return "start again with a lower --lr, or add --skip-nonfinite-batches";
+  }
+  return fmt::format(
+      "continue from the checkpoint of epoch {} with --resume {} --skip-nonfinite-batches, or "
+      "start again with a lower --lr",
+      trainer.history().size(), out);
 }
 
 // Rewrites one line in place on a terminal; prints nothing when stderr is a file,
@@ -485,14 +504,23 @@ int run(const Settings& s) {
                              .prefetch(s.prefetch)
                              .augmentation(parse_augment(s.augment))
                              .sampling(sampling)
-                             .class_weights(class_weights);
+                             .class_weights(class_weights)
+                             .on_nonfinite_loss(s.skip_nonfinite ? fvc::NonFiniteLoss::kSkipBatch
+                                                                 : fvc::NonFiniteLoss::kStop);
   fvc::Trainer trainer(model, trainer_options);
   if (!s.resume.empty()) {
     trainer.load_checkpoint(checkpoint);
   }
   install_stop_handlers();
   running_trainer = &trainer;
-  const auto history = trainer.fit(train, validation);
+  std::vector<fvc::EpochStats> history;
+  try {
+    history = trainer.fit(train, validation);
+  } catch (const fvc::TrainingError& error) {
+    running_trainer = nullptr;
+    fmt::print(stderr, "\nerror: {}\n{}\n", error.what(), how_to_continue(trainer, out));
+    return kNonFiniteLoss;
+  }
   running_trainer = nullptr;
   if (trainer.stopped()) {
     fmt::print(stderr, "\nstopped on request; continue with --resume {}\n", out);
