@@ -492,7 +492,7 @@ KerasArchitecture parse_keras_architecture(const std::string& text, const std::s
   Json model;
   try {
     model = Json::parse(body);
-  } catch (const Json::parse_error& error) {
+  } catch (const Json::exception& error) {  // a syntax error, or a number like 1e309
     throw WeightsError(fmt::format("{}: not valid JSON: {}", source, error.what()));
   }
   try {
