@@ -31,14 +31,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-double fuzz_seconds() {
-  const char* text = std::getenv("FVC_FUZZ_SECONDS");
-  return text != nullptr ? std::atof(text) : 5.0;
-}
+double fuzz_seconds() { return fvc::testing::number_from_environment("FVC_FUZZ_SECONDS", 5); }
 
 uint64_t fuzz_seed() {
-  const char* text = std::getenv("FVC_FUZZ_SEED");
-  return text != nullptr ? std::strtoull(text, nullptr, 10) : 1;
+  return static_cast<uint64_t>(fvc::testing::number_from_environment("FVC_FUZZ_SEED", 1));
 }
 
 // Numbers that sit on the edges readers get wrong.
