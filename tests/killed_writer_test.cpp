@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 // Kills per kind of file; FVC_KILL_ROUNDS asks for more (the long run in docs/RELIABILITY.md).
 int kill_rounds() {
-  return static_cast<int>(fvc::testing::number_from_environment("FVC_KILL_ROUNDS", 8));
+  return static_cast<int>(fvc::testing::number_from_environment("FVC_KILL_ROUNDS", 6));
 }
 
 // A running fvc-test-writer. Spawned, not forked: a child forked from a process whose
