@@ -205,7 +205,9 @@ struct Block {
       return;
     }
     std::unique_ptr<char[]> larger(new char[bytes + kPadding]);
-    std::memcpy(larger.get(), text.get(), size);
+    if (size > 0) {  // a new block has no text yet, and memcpy may not be given null
+      std::memcpy(larger.get(), text.get(), size);
+    }
     text = std::move(larger);
     capacity = bytes;
   }
