@@ -32,6 +32,13 @@ constexpr int64_t kPixels = Dataset::kPixels;
 // spaces + ",Training". Bounds how many rows a stretch of text can hold.
 constexpr size_t kShortestRow = 2 + 2 * kPixels - 1 + 9;
 
+// The longest line read as a row, over 100 times the longest row in the Kaggle file's form
+// (about 9.3 KB). Longer lines are bad rows, and only their first block of bytes is ever held,
+// so a file without line breaks costs a few megabytes, not its size.
+constexpr size_t kLongestLine = size_t{1} << 20;
+constexpr std::string_view kTooLong = "line has more than 1048576 bytes, expected a row of at "
+                                      "most 1048576 (emotion,pixels,Usage)";
+
 // Zero bytes after every block, so that the fast parser, which compares a whole Usage before
 // it looks for the line's end, never reads past the buffer on a last line without a newline.
 constexpr size_t kPadding = 16;
@@ -198,7 +205,9 @@ struct Block {
       return;
     }
     std::unique_ptr<char[]> larger(new char[bytes + kPadding]);
-    std::memcpy(larger.get(), text.get(), size);
+    if (size > 0) {  // a new block has no text yet, and memcpy may not be given null
+      std::memcpy(larger.get(), text.get(), size);
+    }
     text = std::move(larger);
     capacity = bytes;
   }
@@ -284,7 +293,8 @@ void parse_block(Block& block, bool collect) {
         block.lines = line;
         return;
       }
-      problem = parse_row_checked(text, slot, label, split);
+      problem = text.size() > kLongestLine ? std::string(kTooLong)
+                                           : parse_row_checked(text, slot, label, split);
     } else if (!close_blank_run()) {
       block.lines = line;
       return;
@@ -443,6 +453,7 @@ class ParallelReader {
     std::string carry;  // the unfinished line at the end of the previous block
     bool first_line_too_long = false;
     for (bool at_end = false; !at_end;) {
+      bool line_cut = false;
       Block* block = acquire_block();
       if (block == nullptr) {
         return;
@@ -471,13 +482,20 @@ class ParallelReader {
             first_line_too_long = true;
             break;
           }
+          if (block->capacity > kLongestLine) {
+            // The block holds only the start of a line too long to be a row: parsing it
+            // says so, and the rest of the line is read past without being kept.
+            at_end = skip_to_next_line(input, carry);
+            line_cut = true;
+            break;
+          }
           // One line longer than a block: the block grows until the line fits.
           block->reserve_text(2 * block->capacity);
         }
       }
       if (first_line_too_long) {
         at_end = true;
-      } else if (!at_end) {
+      } else if (!at_end && !line_cut) {
         const char* text = block->text.get();
         const auto* last = static_cast<const char*>(::memrchr(text, '\n', block->size));
         const size_t cut = static_cast<size_t>(last - text) + 1;
@@ -490,6 +508,23 @@ class ParallelReader {
       block->index = produced_++;
       queue_.push_back(block);
       work_ready_.notify_one();
+    }
+  }
+
+  // Reads past the rest of the current line. Returns whether the input ended first; otherwise
+  // `carry` holds what was read after the line's end.
+  static bool skip_to_next_line(FileInput& input, std::string& carry) {
+    std::unique_ptr<char[]> buffer(new char[kLongestLine]);
+    for (;;) {
+      const size_t got = input.read(buffer.get(), kLongestLine);
+      if (got == 0) {
+        return true;
+      }
+      const auto* newline = static_cast<const char*>(std::memchr(buffer.get(), '\n', got));
+      if (newline != nullptr) {
+        carry.assign(newline + 1, static_cast<size_t>(buffer.get() + got - (newline + 1)));
+        return false;
+      }
     }
   }
 

@@ -453,15 +453,46 @@ std::string keras_architecture_json(const std::vector<KerasLayer>& layers,
   return model.dump();
 }
 
+namespace {
+
+// nlohmann/json parses any depth, but dumping a value recurses once per level, so a file
+// nested a million deep would overflow the stack. Keras's own files nest about 8 deep.
+constexpr int kMaxNesting = 100;
+
+// Throws `WeightsError` when `text` nests arrays and objects deeper than kMaxNesting. A scan of
+// the bytes, so that nothing deep is ever built.
+void check_nesting(std::string_view text, const std::string& source) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      in_string = escaped || c != '"';  // an escaped quote does not end the string
+      escaped = !escaped && c == '\\';
+      continue;
+    }
+    in_string = c == '"';
+    depth += (c == '[' || c == '{') - (c == ']' || c == '}');
+    if (depth > kMaxNesting) {
+      throw WeightsError(fmt::format(
+          "{}: JSON nests more than {} levels deep, expected at most {} (Keras writes about 8)",
+          source, kMaxNesting, kMaxNesting));
+    }
+  }
+}
+
+}  // namespace
+
 KerasArchitecture parse_keras_architecture(const std::string& text, const std::string& source) {
   // Editors on Windows may start the file with a UTF-8 byte order mark, which JSON does not allow.
   constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
   const std::string_view body = std::string_view(text).substr(
       std::string_view(text).substr(0, 3) == kByteOrderMark ? kByteOrderMark.size() : 0);
+  check_nesting(body, source);
   Json model;
   try {
     model = Json::parse(body);
-  } catch (const Json::parse_error& error) {
+  } catch (const Json::exception& error) {  // a syntax error, or a number like 1e309
     throw WeightsError(fmt::format("{}: not valid JSON: {}", source, error.what()));
   }
   try {

@@ -106,8 +106,9 @@ Shape windowed_output(const KerasLayer& layer, const Shape& input, int64_t chann
   return output;
 }
 
-// Sizes past this are a mistake in the file, not a model: 2^32 floats are 16 GiB.
-constexpr double kMaxElements = 4294967296.0;
+// Sizes past this are a mistake in the file, not a model: 2^28 floats are 1 GiB, nearly twice
+// the whole of VGG16 with its dense top (138 million weights).
+constexpr double kMaxElements = 268435456.0;
 
 // a * b, refused when it exceeds kMaxElements (or would overflow).
 int64_t checked_size(const KerasLayer& layer, int64_t a, int64_t b) {
@@ -117,13 +118,23 @@ int64_t checked_size(const KerasLayer& layer, int64_t a, int64_t b) {
   return a * b;
 }
 
-// The weights a layer would allocate, checked before anything is allocated.
-void check_weight_count(const KerasLayer& layer, const Shape& input) {
+// The weights a layer would allocate (its kernel), checked before anything is allocated.
+int64_t checked_weight_count(const KerasLayer& layer, const Shape& input) {
   if (layer.kind == LayerKind::kConv2D) {
-    checked_size(layer, checked_size(layer, layer.window[0], layer.window[1]),
-                 checked_size(layer, input.back(), layer.units));
-  } else if (layer.kind == LayerKind::kDense) {
-    checked_size(layer, input[0], layer.units);
+    return checked_size(layer, checked_size(layer, layer.window[0], layer.window[1]),
+                        checked_size(layer, input.back(), layer.units));
+  }
+  if (layer.kind == LayerKind::kDense) {
+    return checked_size(layer, input[0], layer.units);
+  }
+  return 0;
+}
+
+// Many layers each within the limit could still ask for terabytes together.
+void check_total_weights(const KerasLayer& layer, int64_t before, int64_t added) {
+  if (static_cast<double>(before) + static_cast<double>(added) > kMaxElements) {
+    refuse(layer, fmt::format("{} more values after {}, expected at most {:.0f} in all", added,
+                              before, kMaxElements));
   }
 }
 
@@ -312,26 +323,33 @@ KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers, Preprocessing
                                         input[2]));
   }
 
+  // Every layer is checked before any allocates its weights, so a refused file costs nothing.
   std::set<std::string> names;
+  int64_t weights = 0;
   Shape shape(input.begin(), input.end());
   output_shapes_.push_back(shape);
-  modules_.push_back(nullptr);
   for (size_t i = 1; i < layers_.size(); ++i) {
     const KerasLayer& layer = layers_[i];
     if (!names.insert(layer.name).second || layer.name.empty()) {
       refuse(layer, "the name is empty or used twice, expected unique layer names");
     }
     check_settings(layer);
-    check_weight_count(layer, shape);
-    auto module = make_module(layer, shape);
-    if (module) {
-      register_module(module_name(layer.name, *this), module);
-      for (auto& parameter : module->parameters()) {
-        parameter.set_requires_grad(layer.trainable);
-      }
-    }
+    const int64_t added = checked_weight_count(layer, shape);
+    check_total_weights(layer, weights, added);
+    weights += added;
     shape = output_shape(layer, shape);
     output_shapes_.push_back(shape);
+  }
+
+  modules_.push_back(nullptr);
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    auto module = make_module(layers_[i], output_shapes_[i - 1]);
+    if (module) {
+      register_module(module_name(layers_[i].name, *this), module);
+      for (auto& parameter : module->parameters()) {
+        parameter.set_requires_grad(layers_[i].trainable);
+      }
+    }
     modules_.push_back(std::move(module));
   }
 }

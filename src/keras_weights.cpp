@@ -17,6 +17,8 @@ namespace {
 
 // ~~~ attributes ~~~
 
+constexpr size_t kMaxAttributeBytes = size_t{64} << 20;
+
 void write_string_list(H5::H5Object& object, const char* name,
                        const std::vector<std::string>& values) {
   size_t length = 1;
@@ -53,6 +55,13 @@ std::vector<std::string> read_string_list(const H5::H5Object& object, const char
   const auto count = static_cast<size_t>(space.getSimpleExtentNpoints());
   if (count == 0) {
     return {};  // HDF5 refuses to read into the null buffer of an empty list
+  }
+  // A damaged file can claim gigabytes of strings; Keras's lists take a few kilobytes.
+  const double bytes = static_cast<double>(count) * attribute.getDataType().getSize();
+  if (bytes > kMaxAttributeBytes) {
+    throw WeightsError(fmt::format("{}: attribute '{}' has {:.0f} bytes, expected at most {}: the "
+                                   "file may be damaged",
+                                   where, name, bytes, kMaxAttributeBytes));
   }
   const auto type_class = attribute.getTypeClass();
   if (type_class == H5T_OPAQUE ||

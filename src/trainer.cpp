@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -147,16 +148,21 @@ std::string recipe_line(const TrainerOptions& o, Preprocessing preprocessing,
 }
 
 // Sums that stay on the device during an epoch, so a GPU is not stopped after every batch.
+// `images` counts every image served, skipped batches included: it is the place in the epoch.
 struct RunningTotals {
   torch::Tensor loss_sum;
   torch::Tensor correct;
   int64_t images = 0;
+  int64_t skipped_batches = 0;
+  int64_t skipped_images = 0;
 
   RunningTotals(torch::Device device, const EpochInProgress& start)
       : loss_sum(
             torch::full({}, start.loss_sum, torch::TensorOptions(torch::kDouble).device(device))),
         correct(torch::full({}, start.correct, torch::TensorOptions(torch::kLong).device(device))),
-        images(start.images_done) {}
+        images(start.images_done),
+        skipped_batches(start.skipped_batches),
+        skipped_images(start.skipped_images) {}
 
   void add(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& loss) {
     const int64_t n = labels.size(0);
@@ -165,13 +171,81 @@ struct RunningTotals {
     images += n;
   }
 
-  double mean_loss() const { return images ? loss_sum.item<double>() / images : 0.0; }
+  void skip(int64_t n) {
+    images += n;
+    skipped_images += n;
+    ++skipped_batches;
+  }
+
+  int64_t trained() const { return images - skipped_images; }
+  double mean_loss() const { return trained() ? loss_sum.item<double>() / trained() : 0.0; }
   EpochInProgress snapshot(double train_seconds) const {
-    return {images, loss_sum.item<double>(), correct.item<int64_t>(), train_seconds};
+    return {images,        loss_sum.item<double>(), correct.item<int64_t>(), train_seconds,
+            skipped_batches, skipped_images};
   }
   double accuracy() const {
-    return images ? static_cast<double>(correct.item<int64_t>()) / images : 0.0;
+    return trained() ? static_cast<double>(correct.item<int64_t>()) / trained() : 0.0;
   }
+};
+
+// "nan", "inf" or "-inf": the sign of a NaN depends on how it arose and means nothing.
+std::string loss_text(double loss) {
+  return std::isnan(loss) ? "nan" : fmt::format("{}", loss);
+}
+
+// The message for a NaN or infinite training loss, with what the user can do about it.
+std::string nonfinite_loss_message(int64_t epoch, int64_t first_image, double loss,
+                                   const TrainerOptions& o, int64_t epochs_done) {
+  const std::string kept =
+      o.checkpoint_dir().empty() || epochs_done == 0
+          ? "no checkpoint was written"
+          : fmt::format("the checkpoint of epoch {} in {} is left as it was", epochs_done,
+                        o.checkpoint_dir());
+  return fmt::format(
+      "epoch {}, batch from image {}: training loss is {}, expected a finite number (learning "
+      "rate {}); {}; lower the learning rate or skip such batches "
+      "(TrainerOptions::on_nonfinite_loss)",
+      epoch, first_image, loss_text(loss), o.learning_rate(), kept);
+}
+
+// Finds the first batch of an epoch whose loss is NaN or infinite. On the CPU, or when a bad
+// batch must be skipped, it reads each loss at once (a GPU waits for it then). Otherwise it
+// keeps the first bad batch's place in a device tensor, read only by `throw_if_seen` where
+// the trainer synchronises anyway, so a GPU keeps running ahead.
+class NonFiniteWatch {
+ public:
+  NonFiniteWatch(torch::Device device, bool each_batch)
+      : each_batch_(device.is_cpu() || each_batch),
+        first_bad_(torch::full({}, -1, torch::TensorOptions(torch::kLong).device(device))),
+        bad_loss_(torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device))) {}
+
+  // Whether the batch's loss is known here to be finite; on the deferred path always true.
+  bool finite_now(const torch::Tensor& loss, int64_t first_image) {
+    if (each_batch_) {
+      return std::isfinite(loss.item<double>());
+    }
+    const auto bad = loss.detach().isfinite().logical_not().logical_and(first_bad_.lt(0));
+    first_bad_ = torch::where(bad, torch::full_like(first_bad_, first_image), first_bad_);
+    bad_loss_ = torch::where(bad, loss.detach().to(torch::kDouble), bad_loss_);
+    return true;
+  }
+
+  // Throws `TrainingError` if a bad batch was noted on the device.
+  void throw_if_seen(int64_t epoch, const TrainerOptions& o, int64_t epochs_done) const {
+    if (each_batch_) {
+      return;
+    }
+    const int64_t first_image = first_bad_.item<int64_t>();
+    if (first_image >= 0) {
+      throw TrainingError(nonfinite_loss_message(epoch, first_image, bad_loss_.item<double>(), o,
+                                                 epochs_done));
+    }
+  }
+
+ private:
+  bool each_batch_;
+  torch::Tensor first_bad_;
+  torch::Tensor bad_loss_;
 };
 
 }  // namespace
@@ -252,15 +326,30 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     const auto train_seconds = [&] { return resumed.train_seconds + seconds_since(start); };
 
     loader.start_epoch(epoch - 1, resumed.images_done);
+    const int64_t epochs_done = epoch - 1;
+    NonFiniteWatch watch(s.device, o.on_nonfinite_loss() == NonFiniteLoss::kSkipBatch);
     while (std::optional<Batch> batch = loader.next()) {
+      const int64_t first_image = totals.images;
       auto logits = s.forward(batch->images);
       auto loss = training_loss(logits, batch->labels, class_weights);
-      s.optimizer.zero_grad();
-      loss.backward();
-      s.optimizer.step();
-      totals.add(logits, batch->labels, loss);
+      if (watch.finite_now(loss, first_image)) {
+        s.optimizer.zero_grad();
+        loss.backward();
+        s.optimizer.step();
+        totals.add(logits, batch->labels, loss);
+      } else if (o.on_nonfinite_loss() == NonFiniteLoss::kSkipBatch) {
+        totals.skip(batch->labels.size(0));
+        s.log(fmt::format("epoch {}, batch from image {}: training loss is {} (learning rate {}); "
+                          "skipped the batch, {} skipped in this epoch",
+                          epoch, first_image, loss_text(loss.item<double>()), o.learning_rate(),
+                          totals.skipped_batches));
+      } else {
+        throw TrainingError(
+            nonfinite_loss_message(epoch, first_image, loss.item<double>(), o, epochs_done));
+      }
 
       if (o.progress()) {
+        watch.throw_if_seen(epoch, o, epochs_done);
         o.progress()({epoch, last_epoch, totals.images, train.count(), train_seconds(),
                       totals.mean_loss(), totals.accuracy()});
       }
@@ -268,11 +357,13 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       if (s.stop_requested.exchange(false)) {
         s.stopped = true;
         if (totals.images < train.count()) {
+          watch.throw_if_seen(epoch, o, epochs_done);
           s.stop_inside_epoch(epoch, totals.snapshot(train_seconds()));
           return fitted;
         }
       }
     }
+    watch.throw_if_seen(epoch, o, epochs_done);
 
     EpochStats stats;
     stats.epoch = epoch;
@@ -280,6 +371,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     stats.loss = totals.mean_loss();
     stats.acc = totals.accuracy();
     stats.train_seconds = train_seconds();
+    stats.skipped_batches = totals.skipped_batches;
 
     const Evaluation scored = evaluate(validation);
     stats.val_loss = scored.loss;
@@ -363,12 +455,16 @@ std::array<double, kNumEmotions> balanced_class_weights(const Dataset& data) {
 }
 
 std::string format_epoch_line(const EpochStats& stats, int64_t epochs) {
+  const std::string skipped =
+      stats.skipped_batches > 0
+          ? fmt::format("  skipped_batches {}", stats.skipped_batches)
+          : "";
   return fmt::format(
       "epoch {}/{}  images {}  seconds {:.1f}  images/s {:.1f}  loss {:.4f}  acc {:.4f}  "
-      "val_loss {:.4f}  val_acc {:.4f}",
+      "val_loss {:.4f}  val_acc {:.4f}{}",
       stats.epoch, epochs, stats.images, stats.seconds,
       stats.train_seconds > 0 ? stats.images / stats.train_seconds : 0.0, stats.loss, stats.acc,
-      stats.val_loss, stats.val_acc);
+      stats.val_loss, stats.val_acc, skipped);
 }
 
 void write_history_csv(const std::vector<EpochStats>& history, const std::string& path) {

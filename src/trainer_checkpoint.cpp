@@ -158,7 +158,8 @@ Json history_json(const std::vector<EpochStats>& history) {
                        {"loss", e.loss},
                        {"acc", e.acc},
                        {"val_loss", e.val_loss},
-                       {"val_acc", e.val_acc}});
+                       {"val_acc", e.val_acc},
+                       {"skipped_batches", e.skipped_batches}});
   }
   return entries;
 }
@@ -180,6 +181,7 @@ std::vector<EpochStats> history_from_json(const Json& entries) {
     e.acc = number_or_nan(entry.at("acc"));
     e.val_loss = number_or_nan(entry.at("val_loss"));
     e.val_acc = number_or_nan(entry.at("val_acc"));
+    e.skipped_batches = entry.value("skipped_batches", int64_t{0});
     history.push_back(e);
   }
   return history;
@@ -192,15 +194,22 @@ Json progress_json(const std::optional<EpochInProgress>& progress) {
   return {{"images_done", progress->images_done},
           {"loss_sum", progress->loss_sum},
           {"correct", progress->correct},
-          {"train_seconds", progress->train_seconds}};
+          {"train_seconds", progress->train_seconds},
+          {"skipped_batches", progress->skipped_batches},
+          {"skipped_images", progress->skipped_images}};
 }
 
 std::optional<EpochInProgress> progress_from_json(const Json& json) {
   if (json.is_null()) {
     return std::nullopt;
   }
-  return EpochInProgress{json.at("images_done").get<int64_t>(), number_or_nan(json.at("loss_sum")),
-                         json.at("correct").get<int64_t>(), json.at("train_seconds").get<double>()};
+  // Checkpoints written before batches could be skipped lack the skip counts: none were.
+  return EpochInProgress{json.at("images_done").get<int64_t>(),
+                         number_or_nan(json.at("loss_sum")),
+                         json.at("correct").get<int64_t>(),
+                         json.at("train_seconds").get<double>(),
+                         json.value("skipped_batches", int64_t{0}),
+                         json.value("skipped_images", int64_t{0})};
 }
 
 void create_folder(const std::string& folder) {

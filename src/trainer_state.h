@@ -20,6 +20,8 @@ struct EpochInProgress {
   double loss_sum = 0.0;    // sum of per-image losses over those images
   int64_t correct = 0;
   double train_seconds = 0.0;
+  int64_t skipped_batches = 0;  // left out for a loss that was not finite
+  int64_t skipped_images = 0;   // their images, counted in images_done but not in the sums
 };
 
 // What identifies a training set, so that a resumed run can tell it was given another: its

@@ -178,7 +178,14 @@ TEST_CASE("KerasNetwork refuses a chain it cannot compute, naming the layer", "[
   SECTION("weights too many to allocate") {
     REQUIRE_THROWS_WITH(build({input(4, 4, 8), conv("c", int64_t{1} << 40, 3, 1, true)}),
                         "layer 'c' (Conv2D): 8 x 1099511627776 values, expected at most "
-                        "4294967296");
+                        "268435456");
+  }
+  SECTION("weights too many together") {
+    const int64_t side = int64_t{1} << 14;
+    REQUIRE_THROWS_WITH(build({input(1, 1, side), layer_of(LayerKind::kFlatten, "f"),
+                               dense("d1", side, "relu"), dense("d2", side, "relu")}),
+                        "layer 'd2' (Dense): 268435456 more values after 268435456, expected at "
+                        "most 268435456 in all");
   }
   SECTION("two layers of one name") {
     REQUIRE_THROWS_WITH(

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 
@@ -53,6 +54,11 @@ std::string csv_row(int label, int pixel, const std::string& usage) {
     pixels += ' ' + std::to_string((pixel + i) % 256);
   }
   return fmt::format("{},{},{}", label, pixels, usage);
+}
+
+double number_from_environment(const char* name, double fallback) {
+  const char* text = std::getenv(name);
+  return text != nullptr ? std::atof(text) : fallback;
 }
 
 EmotionNetOptions small_net_options() {

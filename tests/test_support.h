@@ -38,6 +38,10 @@ std::string csv_row(int label, int pixel, const std::string& usage);
 /// Every augmentation switched on, at the strengths fvc-finetune's --augment uses.
 AugmentationOptions every_augmentation();
 
+/// The number in environment variable `name`, or `fallback` when it is not set: how a long run
+/// asks a test for more cases.
+double number_from_environment(const char* name, double fallback);
+
 /// A narrow network that trains in seconds: same layers, fewer filters and units.
 EmotionNetOptions small_net_options();
 

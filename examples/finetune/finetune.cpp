@@ -34,6 +34,9 @@
 // before the first epoch ends or the first Ctrl-C), with the seed, batch size,
 // learning rate, --augment, --sampling and --class-weights the checkpoint recorded.
 //
+// A training loss that becomes NaN or infinite stops the run with status 5 and leaves the
+// last epoch's checkpoint as it was; --skip-nonfinite-batches leaves such batches out instead.
+//
 // Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
 // confusion_publictest.csv, confusion_privatetest.csv, and
 // predictions_privatetest.csv (each image's seven probabilities).
@@ -66,6 +69,7 @@ constexpr int64_t kDefaultSyntheticCount = 3500;
 // CLI11 refused; it prints why).
 constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
 constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkpoint
+constexpr int kNonFiniteLoss = 5;   // the training loss became NaN or infinite
 
 // The trainer that Ctrl-C should stop; set while it trains.
 std::atomic<fvc::Trainer*> running_trainer{nullptr};
@@ -86,6 +90,14 @@ void request_stop(int signal_number) {
       "once\n";
   [[maybe_unused]] const auto written = write(STDERR_FILENO, kNotice, sizeof(kNotice) - 1);
 }
+
+// Points the stop handlers at a trainer while it trains, and away from it however `fit` ends.
+struct StopTarget {
+  explicit StopTarget(fvc::Trainer& trainer) { running_trainer = &trainer; }
+  ~StopTarget() { running_trainer = nullptr; }
+  StopTarget(const StopTarget&) = delete;
+  StopTarget& operator=(const StopTarget&) = delete;
+};
 
 void install_stop_handlers() {
   struct sigaction action {};
@@ -120,6 +132,7 @@ struct Settings {
   int64_t prefetch = 2;
   std::string precision = "float32";
   bool channels_last = false;
+  bool skip_nonfinite = false;
 };
 
 // The strength each --augment name gets when no value follows it.
@@ -312,6 +325,9 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_flag("--channels-last", s.channels_last,
                "Keep feature maps in channels-last memory order, faster on most hardware, above "
                "all with bfloat16");
+  app.add_flag("--skip-nonfinite-batches", s.skip_nonfinite,
+               "Leave out, and log, a training batch whose loss is NaN or infinite instead of "
+               "stopping with status 5");
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -324,6 +340,17 @@ void add_options(CLI::App& app, Settings& s) {
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
+}
+
+// What a run whose loss stopped being finite can do next.
+std::string how_to_continue(const fvc::Trainer& trainer, const std::string& out) {
+  if (trainer.history().empty()) {
+    return "start again with a lower --lr, or add --skip-nonfinite-batches";
+  }
+  return fmt::format(
+      "continue from the checkpoint of epoch {} with --resume {} --skip-nonfinite-batches, or "
+      "start again with a lower --lr",
+      trainer.history().size(), out);
 }
 
 // Rewrites one line in place on a terminal; prints nothing when stderr is a file,
@@ -570,15 +597,22 @@ int run(Settings s, const CLI::App& app) {
                              .prefetch(s.prefetch)
                              .precision(s.precision == "bfloat16" ? fvc::Precision::kBFloat16
                                                                   : fvc::Precision::kFloat32)
-                             .channels_last(s.channels_last);
+                             .channels_last(s.channels_last)
+                             .on_nonfinite_loss(s.skip_nonfinite ? fvc::NonFiniteLoss::kSkipBatch
+                                                                 : fvc::NonFiniteLoss::kStop);
   fvc::Trainer trainer(model, trainer_options);
   if (!s.resume.empty()) {
     trainer.load_checkpoint(checkpoint);
   }
   install_stop_handlers();
-  running_trainer = &trainer;
-  const auto history = trainer.fit(train, validation);
-  running_trainer = nullptr;
+  std::vector<fvc::EpochStats> history;
+  try {
+    const StopTarget target(trainer);
+    history = trainer.fit(train, validation);
+  } catch (const fvc::TrainingError& error) {
+    fmt::print(stderr, "\nerror: {}\n{}\n", error.what(), how_to_continue(trainer, out));
+    return kNonFiniteLoss;
+  }
   if (trainer.stopped()) {
     fmt::print(stderr, "\nstopped on request; continue with --resume {}\n", out);
     return kInterrupted;

@@ -29,6 +29,11 @@ struct EmotionNetOptions {
 /// The finetune model: `VggFaceBackbone` followed by `EmotionHead`, the
 /// network of the reference study (15,243,591 parameters with defaults).
 /// Registered as submodules `backbone` and `head`.
+///
+/// NOTE: one model may serve inference from several threads at once once it is in eval mode
+/// (`eval()`, which `ModelIO::load` does not do for you) and each thread holds its own
+/// `torch::NoGradGuard`: `forward` then only reads the weights. Training, `train()`/`eval()`,
+/// `to()` and loading weights change the model and need it to themselves.
 class EmotionNetImpl : public torch::nn::Module {
  public:
   explicit EmotionNetImpl(EmotionNetOptions options = {});

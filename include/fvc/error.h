@@ -31,4 +31,11 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+/// Training that cannot go on: a loss that is NaN or infinite. The message names the epoch,
+/// the batch (its first image's place in the epoch) and the learning rate.
+class TrainingError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace fvc

@@ -87,6 +87,9 @@ struct LayerSummary {
   int64_t fixed_parameters = 0;
 };
 
+/// NOTE: like `EmotionNet`, a network in eval mode may serve `forward` from several threads at
+/// once, each under its own `torch::NoGradGuard`; anything that changes it needs it alone.
+///
 /// A network built from a chain of Keras layers, each becoming the LibTorch
 /// module that computes what Keras computes: the model of any Keras 2 file
 /// `ModelIO` reads, such as the study's plain CNN.

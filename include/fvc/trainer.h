@@ -28,6 +28,8 @@ struct EpochStats {
   double acc = 0.0;
   double val_loss = 0.0;
   double val_acc = 0.0;
+  /// Batches left out because their loss was NaN or infinite (`NonFiniteLoss::kSkipBatch`).
+  int64_t skipped_batches = 0;
 };
 
 /// Progress inside an epoch, handed to `TrainerOptions::progress` after each batch.
@@ -63,6 +65,16 @@ enum class Precision : uint8_t {
   kBFloat16 = 1,
 };
 
+/// What `Trainer::fit` does with a training batch whose loss is NaN or infinite.
+enum class NonFiniteLoss : uint8_t {
+  /// Throw `TrainingError` before the epoch's checkpoint is written, so the checkpoint of the
+  /// previous epoch stays as it was.
+  kStop = 0,
+  /// Leave the batch out (no optimizer step, not in the epoch's loss and accuracy), log a line
+  /// and count it in `EpochStats::skipped_batches`.
+  kSkipBatch = 1,
+};
+
 /// The weights `ClassWeights::kBalanced` gives `data`'s classes, in label order; 0 for a class
 /// without images.
 std::array<double, kNumEmotions> balanced_class_weights(const Dataset& data);
@@ -95,7 +107,7 @@ struct TrainerOptions {
   TORCH_ARG(std::string, checkpoint_dir) = "";
   /// Receives one line per epoch and a few setup lines; empty: silent.
   TORCH_ARG(std::function<void(const std::string&)>, log) = nullptr;
-  /// Receives the running figures after every batch; empty: none.
+  /// Receives the running figures after every batch, skipped ones included; empty: none.
   TORCH_ARG(std::function<void(const BatchProgress&)>, progress) = nullptr;
   /// Training batches prepared ahead on a background thread; 0 prepares them on the training
   /// thread. Either way the batches, and so the results, are the same; see `Loader`.
@@ -112,6 +124,8 @@ struct TrainerOptions {
   /// (N, H, W, C in memory), which oneDNN on CPUs and cuDNN run faster, above all with
   /// bfloat16. The numbers are those of the default order up to rounding.
   TORCH_ARG(bool, channels_last) = false;
+  /// What a NaN or infinite training loss does; stops training by default.
+  TORCH_ARG(NonFiniteLoss, on_nonfinite_loss) = NonFiniteLoss::kStop;
 };
 
 /// Trains an `EmotionNet` the way the reference study did: Adam as Keras 2
@@ -147,6 +161,15 @@ class Trainer {
   /// Trains on `train` until `options().epochs()` epochs are done in all,
   /// validating on `validation` after each; returns the entries of the
   /// epochs it ran. Throws `DataError` when either set is empty.
+  ///
+  /// A NaN or infinite training loss throws `TrainingError` (or skips the batch, see
+  /// `TrainerOptions::on_nonfinite_loss`) before any checkpoint of that epoch is written, so
+  /// the checkpoint folder keeps the previous epoch's. On the CPU every batch is checked before
+  /// its optimizer step, so the model keeps the weights of the last good batch. On a GPU,
+  /// under `kStop`, the check stays on the device and is read only where the trainer reads
+  /// the device anyway (the progress callback, a stop request, the end of the epoch), so the
+  /// model in memory may have taken a few bad steps; `kSkipBatch` reads each loss at once,
+  /// one synchronisation per batch.
   std::vector<EpochStats> fit(const Dataset& train, const Dataset& validation);
 
   /// Scores the model on `data` in eval mode without gradients.
