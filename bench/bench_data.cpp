@@ -25,10 +25,6 @@
 //
 // Exit status: 0 done, 1 an error (printed), 2 a bad option, 3 fvc and numpy disagree.
 
-#include <fcntl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -47,7 +43,11 @@
 
 #include <fvc/fvc.h>
 
+#include "bench_common.h"
+
 namespace {
+
+using fvc::bench::seconds_since;
 
 constexpr int64_t kBatchSize = 250;
 
@@ -65,10 +65,6 @@ struct Run {
   double peak_mib = 0;
   std::string check;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // A plain loop: torch's sum with an int64 result first copies all the pixels as int64.
 int64_t byte_sum(const torch::Tensor& bytes) {
@@ -165,59 +161,11 @@ int run_step(const std::string& step, const std::string& file, const std::string
 // ~~~ parent side: children, their output and their peak memory ~~~
 
 Run run_child(const std::vector<std::string>& argv) {
-  int out[2];
-  if (pipe(out) != 0) {
-    throw std::runtime_error(fmt::format("pipe: {}", std::strerror(errno)));
-  }
-  const pid_t pid = fork();
-  if (pid < 0) {
-    throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    close(out[1]);
-    std::vector<char*> args;
-    for (const auto& arg : argv) {
-      args.push_back(const_cast<char*>(arg.c_str()));
-    }
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
-  }
-  close(out[1]);
-  std::string text;
-  char buffer[4096];
-  for (ssize_t got; (got = read(out[0], buffer, sizeof buffer)) != 0;) {
-    if (got < 0 && errno == EINTR) {
-      continue;
-    }
-    if (got < 0) {
-      break;
-    }
-    text.append(buffer, static_cast<size_t>(got));
-  }
-  close(out[0]);
-  int status = 0;
-  rusage usage{};
-  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw std::runtime_error(
-        fmt::format("{} {} failed (status {}): {}", argv[0], argv[1], status, text));
-  }
-
+  const fvc::bench::ChildOutput child = fvc::bench::run_child(argv);
   Run run;
-  run.peak_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("seconds ", 0) == 0) {
-      run.seconds = std::stod(line.substr(8));
-    } else if (line.rfind("check ", 0) == 0) {
-      run.check = line.substr(6);
-    }
-  }
+  run.peak_mib = child.peak_mib;
+  run.seconds = std::stod(child.value("seconds"));
+  run.check = child.value("check");
   return run;
 }
 
@@ -237,9 +185,9 @@ Summary repeat(const std::vector<std::string>& argv, int times) {
     summary.peak_mib = std::max(summary.peak_mib, run.peak_mib);
     summary.check = run.check;
   }
-  std::sort(seconds.begin(), seconds.end());
-  summary.best = seconds.front();
-  summary.median = seconds[seconds.size() / 2];
+  const auto [best, median] = fvc::bench::low_and_median(seconds);
+  summary.best = best;
+  summary.median = median;
   return summary;
 }
 
@@ -258,48 +206,6 @@ void inflate_to(const std::string& gz_path, const std::string& out_path) {
   if (std::fclose(out) != 0) {
     throw std::runtime_error(fmt::format("cannot write {}", out_path));
   }
-}
-
-std::string machine_description() {
-  std::string model = "unknown CPU";
-  std::FILE* cpuinfo = std::fopen("/proc/cpuinfo", "r");
-  if (cpuinfo != nullptr) {
-    char line[512];
-    while (std::fgets(line, sizeof line, cpuinfo) != nullptr) {
-      if (std::strncmp(line, "model name", 10) == 0) {
-        model = std::strchr(line, ':') + 2;
-        model.erase(model.find_last_not_of("\n ") + 1);
-        break;
-      }
-    }
-    std::fclose(cpuinfo);
-  }
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGESIZE);
-  return fmt::format("{} cores ({}), {:.0f} GiB memory", sysconf(_SC_NPROCESSORS_ONLN), model,
-                     static_cast<double>(pages) * page_size / (1 << 30));
-}
-
-// The 1-minute load average: on a shared machine, how much the figures were disturbed.
-std::string load_average() {
-  std::FILE* file = std::fopen("/proc/loadavg", "r");
-  double one_minute = 0;
-  if (file == nullptr || std::fscanf(file, "%lf", &one_minute) != 1) {
-    one_minute = -1;
-  }
-  if (file != nullptr) {
-    std::fclose(file);
-  }
-  return one_minute < 0 ? "unknown" : fmt::format("{:.2f}", one_minute);
-}
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    items.push_back(item);
-  }
-  return items;
 }
 
 int run_all(const Settings& settings, const std::string& self) {
@@ -321,7 +227,8 @@ int run_all(const Settings& settings, const std::string& self) {
         "fvc-bench-data: %s\nmachine: %s, load average %s at the start\n"
         "repeats: %d per step, each in a new process\n",
         std::filesystem::path(settings.data).lexically_normal().c_str(),
-        machine_description().c_str(), load_average().c_str(), settings.repeat);
+        fvc::bench::machine_description().c_str(), fvc::bench::load_average().c_str(),
+        settings.repeat);
     std::fflush(stdout);
     inflate_to(settings.data, csv);
     fvc::CacheReport report;
@@ -362,7 +269,7 @@ int run_all(const Settings& settings, const std::string& self) {
         "\nseconds: the step alone, inside its process; ratio: numpy best / fvc best.\n"
         "peak MiB: the process's peak resident memory, start-up included (see baseline).\n"
         "load average at the end: %s\n",
-        load_average().c_str());
+        fvc::bench::load_average().c_str());
   } catch (...) {
     std::filesystem::remove_all(temp);
     throw;
@@ -391,7 +298,7 @@ int main(int argc, char** argv) try {
     } else if (args[i] == "--peer" && has_value) {
       settings.peer = args[++i];
     } else if (args[i] == "--steps" && has_value) {
-      settings.steps = split_list(args[++i]);
+      settings.steps = fvc::bench::split_list(args[++i]);
     } else {
       std::fprintf(stderr,
                    "usage: fvc-bench-data [--data fer2013.csv.gz] [--repeat N] [--python P] "
@@ -400,13 +307,7 @@ int main(int argc, char** argv) try {
       return 2;
     }
   }
-  char self[4096];
-  const ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (length <= 0) {
-    throw std::runtime_error("cannot find this program's path in /proc/self/exe");
-  }
-  self[length] = '\0';
-  return run_all(settings, self);
+  return run_all(settings, fvc::bench::self_path());
 } catch (const std::exception& error) {
   std::fprintf(stderr, "error: %s\n", error.what());
   return 1;
