@@ -379,14 +379,11 @@ Preprocessing read_preprocessing(const Json& model, const std::string& source) {
   if (found == model.end()) {
     return Preprocessing::kUnitRange;
   }
-  if (!found->is_string()) {
-    throw WeightsError(fmt::format("{}: {} is {}, expected \"unit_range\" or \"vggface_means\"",
-                                   source, kPreprocessingKey, found->dump()));
-  }
   try {
     return preprocessing_from_name(found->get<std::string>());
-  } catch (const ConfigError& error) {
-    throw WeightsError(fmt::format("{}: {}: {}", source, kPreprocessingKey, error.what()));
+  } catch (const std::exception&) {  // not a string, or not a known name
+    throw WeightsError(fmt::format("{}: {} is {}, expected \"unit_range\" or \"vggface_means\"",
+                                   source, kPreprocessingKey, found->dump()));
   }
 }
 

@@ -173,8 +173,8 @@ TEST_CASE("ModelIO reads a JSON without fvc_preprocessing as the study's and ref
     REQUIRE_THROWS_AS(ModelIO::load(dir.path("bad.json"), dir.path("m.h5")), fvc::WeightsError);
     REQUIRE_THROWS_WITH(ModelIO::load(dir.path("bad.json"), dir.path("m.h5")),
                         dir.path("bad.json") +
-                            ": fvc_preprocessing: preprocessing 'imagenet' is unknown, expected "
-                            "\"unit_range\" or \"vggface_means\"");
+                            ": fvc_preprocessing is \"imagenet\", expected \"unit_range\" or "
+                            "\"vggface_means\"");
   }
   SECTION("not a string") {
     json["fvc_preprocessing"] = 1;

@@ -81,7 +81,11 @@ fvc::EmotionNet load_model(const Settings& s) {
   try {
     return s.weights.empty() ? fvc::ModelIO::load(s.model) : fvc::ModelIO::load(s.model, s.weights);
   } catch (const fvc::WeightsError& error) {
-    // A Keras model of another architecture is readable, just not by this program.
+    // A Keras model of another architecture is readable, just not by this program; other
+    // faults (damaged weights, an unknown preprocessing) need no pointer elsewhere.
+    if (std::string(error.what()).find("layer") == std::string::npos) {
+      throw;
+    }
     throw fvc::WeightsError(fmt::format(
         "{}\n(fvc-evaluate scores the study's finetune architecture; fvc-convert --summary reads "
         "other Keras models)",

@@ -624,8 +624,8 @@ int run(Settings s, const CLI::App& app) {
     train_seconds += epoch.train_seconds;
   }
   log_line(
-      fmt::format("trained {} epochs in {:.1f} s, validation included; {:.1f} training images/s",
-                  history.size(), seconds,
+      fmt::format("trained {} epoch{} in {:.1f} s, validation included; {:.1f} training images/s",
+                  history.size(), history.size() == 1 ? "" : "s", seconds,
                   train_seconds > 0 ? history.size() * train.count() / train_seconds : 0.0));
 
   // Save as Keras JSON plus HDF5 weights, then reload from those files.
