@@ -46,12 +46,15 @@ constexpr size_t kPadding = 16;
 // ~~~ The checked parser: every message, every accepted variant ~~~
 
 // Shows at most this much of a bad field, so a corrupt 10 KB field stays readable.
+// Bytes that are not printable ASCII (a stray carriage return, binary data) are shown as \xNN.
 std::string excerpt(std::string_view text) {
   constexpr size_t kMaxShown = 24;
-  if (text.size() <= kMaxShown) {
-    return std::string(text);
+  std::string shown;
+  for (const char c : text.substr(0, kMaxShown)) {
+    const auto byte = static_cast<unsigned char>(c);
+    shown += byte >= 0x20 && byte < 0x7F ? std::string(1, c) : fmt::format("\\x{:02X}", byte);
   }
-  return fmt::format("{}...", text.substr(0, kMaxShown));
+  return text.size() <= kMaxShown ? shown : shown + "...";
 }
 
 std::string_view unquote(std::string_view field) {
@@ -81,7 +84,15 @@ std::string check_header(std::string_view line) {
   if (line.substr(0, kBom.size()) == kBom) {
     line.remove_prefix(kBom.size());
   }
-  if (line != kHeader) {
+  // Quoted names, as pandas writes them with QUOTE_ALL, are as good as bare ones.
+  std::string names;
+  for (size_t start = 0; start <= line.size();) {
+    const size_t comma = std::min(line.find(',', start), line.size());
+    names += std::string(unquote(line.substr(start, comma - start)));
+    names += comma < line.size() ? "," : "";
+    start = comma + 1;
+  }
+  if (names != kHeader) {
     return fmt::format("header is '{}', expected '{}'", excerpt(line), kHeader);
   }
   return {};

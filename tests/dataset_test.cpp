@@ -48,6 +48,10 @@ TEST_CASE("Dataset reads FER2013 rows into images, labels and splits", "[dataset
     write_file(path, text.substr(0, text.size() - 1));
   }
   SECTION("UTF-8 byte order mark") { write_file(path, "\xEF\xBB\xBF" + three_rows("\n")); }
+  SECTION("quoted header names, as pandas writes with QUOTE_ALL") {
+    const auto rows = three_rows("\n");
+    write_file(path, "\"emotion\",\"pixels\",\"Usage\"" + rows.substr(rows.find('\n')));
+  }
   SECTION("gzip, named .csv.gz") {
     path = dir.path("fer.csv.gz");
     fvc::testing::write_gzip_file(path, three_rows("\n"));
@@ -101,6 +105,11 @@ TEST_CASE("Dataset rejects malformed CSV naming file and line and what was expec
   SECTION("wrong header") {
     CHECK(read_error(dir, "label,pixels,Usage\n" + good + "\n") ==
           path + ":1: header is 'label,pixels,Usage', expected 'emotion,pixels,Usage'");
+  }
+  SECTION("old Mac line endings: the header runs on, shown with its carriage return") {
+    CHECK(read_error(dir, "emotion,pixels,Usage\r" + good + "\r") ==
+          path + ":1: header is 'emotion,pixels,Usage\\x0D1,7...', expected "
+                 "'emotion,pixels,Usage'");
   }
   SECTION("missing header") {
     CHECK(read_error(dir, good + "\n") ==
@@ -231,7 +240,7 @@ TEST_CASE("Dataset gives the same message for a malformed row in every layout", 
       {{kHeader, with_pixels("7 -8" + pixels.substr(3))},
        ":2: pixel 2 has '-8', expected an integer 0..255"},
       {{kHeader, with_pixels("7\t8" + pixels.substr(3))},
-       ":2: pixel 1 has '7\t8', expected an integer 0..255"},
+       ":2: pixel 1 has '7\\x098', expected an integer 0..255"},
       {{kHeader, csv_row(7, 0, "Training")}, ":2: emotion has '7', expected an integer 0..6"},
       {{kHeader, csv_row(1, 0, "Training").replace(0, 1, "happy")},
        ":2: emotion has 'happy', expected an integer 0..6"},
