@@ -143,6 +143,12 @@ def main():
                          f"fvc-evaluate on {form}")
             score = score_line(scored.stdout, f"fvc-evaluate on {form}")
             assert score == expected_score, f"{form}: '{score}', fvc-finetune '{expected_score}'"
+            if form == "model.save":
+                cached = run([evaluate, *model, *common, "--cache", folder / "random.h5",
+                              "--split", "PrivateTest", "--out", out], 0,
+                             "fvc-evaluate --cache")
+                assert f"cache: loaded {folder / 'random.h5'}" in cached.stdout, cached.stdout
+                assert score_line(cached.stdout, "fvc-evaluate --cache") == expected_score
             difference = largest_difference(read_predictions(out / "predictions_privatetest.csv"),
                                             expected)
             print(f"{form}: {score}; largest probability difference {difference:.2e}")

@@ -8,6 +8,7 @@
 #include <string>
 
 #include <fmt/format.h>
+#include <fvc/dataset.h>
 #include <CLI/CLI.hpp>
 
 namespace fvc_examples {
@@ -59,6 +60,37 @@ inline void check_model_files(const std::string& model, const std::string& weigh
     throw CLI::ValidationError(fmt::format(
         "--model {} is an architecture JSON without weights; give them with --weights", model));
   }
+}
+
+/// Where a program's FER2013 rows come from: image folders, a CSV (read through an HDF5 cache
+/// when one is named), or else the built-in synthetic faces.
+struct DataSource {
+  std::string csv;
+  std::string images;
+  std::string cache;
+  int64_t synthetic = 3500;
+  uint64_t seed = 1;
+};
+
+/// The rows `source` names, with a log line for the synthetic stand-in and for the cache.
+inline fvc::Dataset load_data(const DataSource& source,
+                              const std::function<void(const std::string&)>& log) {
+  if (!source.images.empty()) {
+    return fvc::Dataset::read_image_folders(source.images, fvc::ImageFolderOptions().log(log));
+  }
+  if (source.csv.empty()) {
+    log(fmt::format("no --data given: using {} built-in synthetic faces", source.synthetic));
+    return fvc::Dataset::synthetic(source.synthetic, source.seed);
+  }
+  if (source.cache.empty()) {
+    return fvc::Dataset::read_csv(source.csv);
+  }
+  fvc::CacheReport report;
+  auto data = fvc::Dataset::read_cached(source.csv, source.cache, {}, &report);
+  log(report.use == fvc::CacheUse::kLoaded
+          ? fmt::format("cache: loaded {}", source.cache)
+          : fmt::format("cache: wrote {} ({})", source.cache, report.reason));
+  return data;
 }
 
 /// 15243591 as "15,243,591", the way Keras prints parameter counts.

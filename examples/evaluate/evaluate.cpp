@@ -9,6 +9,9 @@
 //   fvc-evaluate --model run1/model.json --weights run1/weights.h5 \
 //                --data fer2013.csv.gz --split PrivateTest --out scores
 //   fvc-evaluate --model run1/model.h5 --data fer2013.csv.gz
+//   fvc-evaluate --model run1/model.h5 --images fer2013-images --split PrivateTest
+//
+// The data come as fvc-finetune reads them: --data (with --cache) or --images.
 //
 // Output folder (--out): confusion_<split>.csv, predictions_<split>.csv.
 
@@ -32,6 +35,8 @@ struct Settings {
   std::string model;
   std::string weights;
   std::string data;
+  std::string images;
+  std::string cache;
   int64_t synthetic = 3500;
   std::string split = "PrivateTest";
   std::string out = "fvc-evaluate-out";
@@ -52,9 +57,19 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--weights", s.weights,
                  "Keras save_weights HDF5 file (weights.h5) for a JSON --model")
       ->check(CLI::ExistingFile);
-  app.add_option("--data", s.data,
-                 "FER2013 CSV, plain or .gz; without it the built-in synthetic faces are used")
-      ->check(CLI::ExistingFile);
+  auto* data = app.add_option("--data", s.data,
+                               "FER2013 CSV, plain or .gz; without it (or --images) the built-in "
+                               "synthetic faces are used")
+                    ->check(CLI::ExistingFile);
+  app.add_option("--images", s.images,
+                 "FER2013 as image folders DIR/<split>/<emotion>/<image>, as fvc-finetune reads "
+                 "them")
+      ->check(CLI::ExistingDirectory)
+      ->excludes(data);
+  app.add_option("--cache", s.cache,
+                 "HDF5 copy of the parsed --data, read instead of the CSV while it matches, as "
+                 "fvc-finetune --cache writes it")
+      ->needs(data);
   app.add_option("--synthetic", s.synthetic,
                  "Images in the built-in data set when --data is absent")
       ->capture_default_str()
@@ -108,8 +123,9 @@ int run(const Settings& s) {
              s.weights.empty() ? s.model : s.weights, model->parameter_count(),
              fvc::preprocessing_name(model->options().preprocessing()));
 
-  const fvc::Dataset all =
-      s.data.empty() ? fvc::Dataset::synthetic(s.synthetic, 1) : fvc::Dataset::read_csv(s.data);
+  const fvc::Dataset all = fvc_examples::load_data(
+      {s.data, s.images, s.cache, s.synthetic, 1},
+      [](const std::string& line) { fmt::print("{}\n", line); });
   const fvc::Dataset data = all.split(kSplits.at(s.split));
 
   fvc::Trainer scorer(model, fvc::TrainerOptions().device(s.device).threads(s.threads));

@@ -376,22 +376,8 @@ void log_line(const std::string& line) {
 }
 
 fvc::Dataset load_data(const Settings& s) {
-  if (!s.images.empty()) {
-    return fvc::Dataset::read_image_folders(s.images, fvc::ImageFolderOptions().log(log_line));
-  }
-  if (s.data.empty()) {
-    log_line(fmt::format("no --data given: using {} built-in synthetic faces", s.synthetic));
-    return fvc::Dataset::synthetic(s.synthetic, static_cast<uint64_t>(s.seed));
-  }
-  if (s.cache.empty()) {
-    return fvc::Dataset::read_csv(s.data);
-  }
-  fvc::CacheReport report;
-  auto data = fvc::Dataset::read_cached(s.data, s.cache, {}, &report);
-  log_line(report.use == fvc::CacheUse::kLoaded
-               ? fmt::format("cache: loaded {}", s.cache)
-               : fmt::format("cache: wrote {} ({})", s.cache, report.reason));
-  return data;
+  return fvc_examples::load_data(
+      {s.data, s.images, s.cache, s.synthetic, static_cast<uint64_t>(s.seed)}, log_line);
 }
 
 // The held-out split `wanted`; for image folders without it, the other held-out split in its
