@@ -11,6 +11,7 @@
 
 #include "atomic_file.h"
 #include "fvc/error.h"
+#include "file_input.h"
 #include "fvc/runtime.h"
 #include "keras_adam.h"
 #include "trainer_state.h"
@@ -79,15 +80,10 @@ void to_channels_last(torch::nn::Module& model) {
   }
 }
 
-uint64_t fnv1a(const torch::Tensor& tensor) {
+// The CRC-64 the data cache also uses, over the tensor's bytes in row order.
+uint64_t bytes_crc64(const torch::Tensor& tensor) {
   const auto bytes = tensor.contiguous();
-  const auto* data = static_cast<const uint8_t*>(bytes.data_ptr());
-  const auto size = static_cast<size_t>(bytes.numel()) * bytes.element_size();
-  uint64_t hash = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < size; ++i) {
-    hash = (hash ^ data[i]) * 0x100000001b3ull;
-  }
-  return hash;
+  return detail::crc64(0, bytes.data_ptr(), static_cast<size_t>(bytes.nbytes()));
 }
 
 // A resumed run must train on the set it started with: another set, or the same rows in
@@ -392,7 +388,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
 }
 
 TrainingSetPrint TrainingSetPrint::of(const Dataset& data) {
-  return {data.count(), fnv1a(data.images()), fnv1a(data.labels())};
+  return {data.count(), bytes_crc64(data.images()), bytes_crc64(data.labels())};
 }
 
 void Trainer::request_stop() noexcept { state_->stop_requested.store(true); }

@@ -133,8 +133,8 @@ Json training_set_json(const std::optional<TrainingSetPrint>& print) {
     return nullptr;
   }
   return {{"rows", print->rows},
-          {"pixels_fnv1a", print->pixels_hash},
-          {"labels_fnv1a", print->labels_hash}};
+          {"pixels_crc64", print->pixels_hash},
+          {"labels_crc64", print->labels_hash}};
 }
 
 // Checkpoints written before the training set was recorded hold none.
@@ -144,8 +144,8 @@ std::optional<TrainingSetPrint> training_set_from_json(const Json& index) {
     return std::nullopt;
   }
   return TrainingSetPrint{found->at("rows").get<int64_t>(),
-                          found->at("pixels_fnv1a").get<uint64_t>(),
-                          found->at("labels_fnv1a").get<uint64_t>()};
+                          found->at("pixels_crc64").get<uint64_t>(),
+                          found->at("labels_crc64").get<uint64_t>()};
 }
 
 Json history_json(const std::vector<EpochStats>& history) {

@@ -25,7 +25,7 @@ struct EpochInProgress {
 };
 
 // What identifies a training set, so that a resumed run can tell it was given another: its
-// row count and FNV-1a hashes of its pixels and labels in row order (the order decides the
+// row count and CRC-64s of its pixels and labels in row order (the order decides the
 // batches).
 struct TrainingSetPrint {
   int64_t rows = 0;
