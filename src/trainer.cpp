@@ -14,6 +14,7 @@
 #include "file_input.h"
 #include "fvc/runtime.h"
 #include "keras_adam.h"
+#include "test_time_augmentation.h"
 #include "trainer_state.h"
 
 namespace fvc {
@@ -244,6 +245,20 @@ class NonFiniteWatch {
   torch::Tensor bad_loss_;
 };
 
+// Scores `data` through the views of `tta` as `for_each_scored_batch` scores the images alone:
+// in eval mode, without gradients, in the trainer's batch size, memory order and precision.
+// A template only so that it can take the trainer's private state.
+template <typename State, typename OnBatch>
+void score_views_in_eval_mode(State& s, const Dataset& data, const TestTimeAugmentation& tta,
+                              OnBatch on_batch) {
+  torch::NoGradGuard no_grad;
+  s.model->eval();
+  detail::score_views(
+      data, tta, s.options.eval_batch_size(), s.device, s.model->options().preprocessing(),
+      [&](const torch::Tensor& images) { return s.forward(images); }, on_batch);
+  s.model->train();
+}
+
 }  // namespace
 
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
@@ -395,23 +410,40 @@ void Trainer::request_stop() noexcept { state_->stop_requested.store(true); }
 
 bool Trainer::stopped() const { return state_->stopped; }
 
-Evaluation Trainer::evaluate(const Dataset& data) {
+Evaluation Trainer::evaluate(const Dataset& data, const TestTimeAugmentation& tta) {
   check_not_empty(data, "evaluation");
+  check_test_time_augmentation(tta);
   auto& s = *state_;
   const auto on_device = torch::TensorOptions().device(s.device);
   auto confusion = torch::zeros({kNumEmotions * kNumEmotions}, on_device.dtype(torch::kLong));
   auto loss_sum = torch::zeros({}, on_device.dtype(torch::kDouble));
   const auto summed = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum);
   std::vector<torch::Tensor> probabilities;
-
-  s.for_each_scored_batch(data, [&](const Batch& batch, const torch::Tensor& logits) {
-    loss_sum +=
-        torch::nn::functional::cross_entropy(logits, batch.labels, summed).to(torch::kDouble);
-    confusion += torch::bincount(batch.labels * kNumEmotions + logits.argmax(1), {},
-                                 kNumEmotions * kNumEmotions);
+  const auto add = [&](const torch::Tensor& labels, const torch::Tensor& predicted,
+                       const torch::Tensor& batch_loss_sum, torch::Tensor batch_probabilities) {
+    loss_sum += batch_loss_sum.to(torch::kDouble);
+    confusion +=
+        torch::bincount(labels * kNumEmotions + predicted, {}, kNumEmotions * kNumEmotions);
     // Kept on the device until the end, so a GPU is not stopped after every batch.
-    probabilities.push_back(torch::softmax(logits, 1));
-  });
+    probabilities.push_back(std::move(batch_probabilities));
+  };
+
+  if (view_count(tta) == 1) {
+    s.for_each_scored_batch(data, [&](const Batch& batch, const torch::Tensor& logits) {
+      add(batch.labels, logits.argmax(1),
+          torch::nn::functional::cross_entropy(logits, batch.labels, summed),
+          torch::softmax(logits, 1));
+    });
+  } else {
+    score_views_in_eval_mode(
+        s, data, tta,
+        [&](const torch::Tensor& labels, const torch::Tensor& mean_probabilities,
+            const torch::Tensor& log_probabilities) {
+          add(labels, mean_probabilities.argmax(1),
+              torch::nll_loss(log_probabilities, labels, {}, at::Reduction::Sum),
+              mean_probabilities);
+        });
+  }
 
   Evaluation result;
   result.probabilities = torch::cat(probabilities).cpu();
@@ -422,13 +454,24 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   return result;
 }
 
-torch::Tensor Trainer::predict(const Dataset& data) { return probabilities(data).argmax(1); }
+torch::Tensor Trainer::predict(const Dataset& data, const TestTimeAugmentation& tta) {
+  return probabilities(data, tta).argmax(1);
+}
 
-torch::Tensor Trainer::probabilities(const Dataset& data) {
+torch::Tensor Trainer::probabilities(const Dataset& data, const TestTimeAugmentation& tta) {
+  check_test_time_augmentation(tta);
   std::vector<torch::Tensor> batches;
-  state_->for_each_scored_batch(data, [&](const Batch&, const torch::Tensor& logits) {
-    batches.push_back(torch::softmax(logits, 1).cpu());
-  });
+  if (view_count(tta) == 1) {
+    state_->for_each_scored_batch(data, [&](const Batch&, const torch::Tensor& logits) {
+      batches.push_back(torch::softmax(logits, 1).cpu());
+    });
+  } else {
+    score_views_in_eval_mode(
+        *state_, data, tta,
+        [&](const torch::Tensor&, const torch::Tensor& mean_probabilities, const torch::Tensor&) {
+          batches.push_back(mean_probabilities.cpu());
+        });
+  }
   return batches.empty() ? torch::empty({0, kNumEmotions}) : torch::cat(batches);
 }
 

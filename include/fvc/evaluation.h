@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include <torch/arg.h>
 #include <torch/types.h>
 
 #include "fvc/emotion.h"
@@ -47,11 +48,41 @@ struct ClassMetrics {
 /// count.
 ClassMetrics class_metrics(const torch::Tensor& confusion);
 
+/// Test-time augmentation: each image is scored as several views of it, and its probabilities
+/// are the mean of the views' softmax outputs. Everything is off by default, which scores each
+/// image once, as it is.
+///
+/// The views are the crops below, in that order, each followed by its left-right mirror when
+/// `flip` is on. Views are made from the uint8 pixels, before the model's preprocessing, so
+/// padding is black whatever the preprocessing, as it is for the training augmentation.
+///
+/// NOTE: every view is a forward pass over the set, so scoring takes `view_count` times as long
+/// as without augmentation (10 times with flip and crops). Memory stays that of one batch, as
+/// the views of a batch are scored one after the other.
+struct TestTimeAugmentation {
+  /// Adds the left-right mirror of every view, doubling their number.
+  TORCH_ARG(bool, flip) = false;
+  /// P > 0 pads every side with P black pixels and takes five crops of the original size from
+  /// the padded image: the centre one, which is the image itself, then the crops at its
+  /// top-left, top-right, bottom-left and bottom-right corners, which move the face P pixels
+  /// down and right, down and left, up and right, and up and left. 0: off, the image alone.
+  TORCH_ARG(int64_t, crop_padding) = 0;
+};
+
+/// Views per image: 5 with crops or 1 without, times 2 with flip.
+int64_t view_count(const TestTimeAugmentation& tta);
+
+/// The switches that are on, for logs: "flip, crops 2 (10 views)"; "none" when all are off.
+std::string describe(const TestTimeAugmentation& tta);
+
+/// Throws `ConfigError` when `crop_padding` is outside 0..47 pixels.
+void check_test_time_augmentation(const TestTimeAugmentation& tta);
+
 /// What a model scored on one data set.
 struct Evaluation {
   /// Images scored.
   int64_t count = 0;
-  /// Mean cross-entropy.
+  /// Mean cross-entropy; with test-time augmentation, of the averaged probabilities.
   double loss = 0.0;
   /// Share of images whose most probable class is the true one.
   double accuracy = 0.0;

@@ -172,14 +172,19 @@ class Trainer {
   /// one synchronisation per batch.
   std::vector<EpochStats> fit(const Dataset& train, const Dataset& validation);
 
-  /// Scores the model on `data` in eval mode without gradients.
-  Evaluation evaluate(const Dataset& data);
+  /// Scores the model on `data` in eval mode without gradients. With test-time augmentation
+  /// (`tta`, off by default), each image's probabilities are the mean over its views, its
+  /// prediction their most probable class and its loss their cross-entropy; every view costs
+  /// a pass over `data`, in batches of `eval_batch_size`. Validation in `fit` always scores
+  /// each image once, as it is. Throws `ConfigError` for a `tta` out of range.
+  Evaluation evaluate(const Dataset& data, const TestTimeAugmentation& tta = {});
 
   /// Class predicted for every row of `data`, int64 (N), in row order.
-  torch::Tensor predict(const Dataset& data);
+  torch::Tensor predict(const Dataset& data, const TestTimeAugmentation& tta = {});
 
-  /// Softmax probabilities for every row of `data`, float (N,7) on the CPU, in row order.
-  torch::Tensor probabilities(const Dataset& data);
+  /// Softmax probabilities for every row of `data`, float (N,7) on the CPU, in row order;
+  /// with `tta`, the mean over each image's views.
+  torch::Tensor probabilities(const Dataset& data, const TestTimeAugmentation& tta = {});
 
   /// Asks a running `fit` to stop after the batch in progress. It then writes
   /// a checkpoint of the unfinished epoch (when `checkpoint_dir` is set) and
