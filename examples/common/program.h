@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
 #include <fvc/dataset.h>
+#include <fvc/evaluation.h>
 #include <CLI/CLI.hpp>
 
 namespace fvc_examples {
@@ -100,6 +102,56 @@ inline std::string with_commas(int64_t count) {
     digits.insert(static_cast<size_t>(i), ",");
   }
   return digits;
+}
+
+/// Pixels of padding `--tta crops` uses when no value follows it.
+constexpr int64_t kDefaultTtaCropPadding = 2;
+
+/// What --tta says about its value, in the words of its help and its refusals.
+inline const std::string kTtaWords = fmt::format(
+    "flip, crops or crops=PIXELS (PIXELS 1..47, {} when left out)", kDefaultTtaCropPadding);
+
+/// --tta's comma-separated list ("flip,crops=3") as test-time augmentation. Throws
+/// `CLI::ValidationError` naming the item refused and the words allowed.
+inline fvc::TestTimeAugmentation parse_tta(const std::string& text) {
+  fvc::TestTimeAugmentation tta;
+  std::stringstream items(text);
+  for (std::string item; std::getline(items, item, ',');) {
+    int64_t pixels = kDefaultTtaCropPadding;
+    const bool crops_with_value =
+        item.rfind("crops=", 0) == 0 && CLI::detail::lexical_cast(item.substr(6), pixels);
+    if (item == "flip") {
+      tta.flip(true);
+    } else if ((item == "crops" || crops_with_value) && pixels >= 1 && pixels <= 47) {
+      tta.crop_padding(pixels);
+    } else {
+      throw CLI::ValidationError(
+          fmt::format("'{}' is not one of {}; give them comma-separated", item, kTtaWords));
+    }
+  }
+  return tta;
+}
+
+/// Checks --tta's value with `parse_tta` as CLI11 parses the command line.
+inline const CLI::Validator kTtaList(
+    [](std::string& text) -> std::string {
+      try {
+        parse_tta(text);
+        return "";
+      } catch (const CLI::ValidationError& error) {
+        return error.what();
+      }
+    },
+    "LIST");
+
+/// The help of --tta, for the programs that score a model.
+inline std::string tta_help(const std::string& scored) {
+  return fmt::format(
+      "Test-time augmentation of {}: each image's probabilities are the mean over its views. "
+      "flip adds each view's left-right mirror; crops pads the image with PIXELS black pixels "
+      "and scores the centre crop and the four corner crops of the original size. Comma-"
+      "separated: {}. Each view is one more pass over the images (flip,crops: 10)",
+      scored, kTtaWords);
 }
 
 }  // namespace fvc_examples

@@ -3,17 +3,21 @@
 // Loads a model of the finetune architecture saved by fvc-finetune, fvc-convert,
 // fvc::ModelIO or Keras itself, either as Keras JSON plus HDF5 weights or as
 // one model.save HDF5 file, scores one split of a FER2013 CSV, prints
-// accuracy and loss, and writes the confusion matrix and every image's
-// probabilities.
+// accuracy and loss and a table of precision, recall and F1 per emotion, and
+// writes the confusion matrix, those scores and every image's probabilities.
 //
 //   fvc-evaluate --model run1/model.json --weights run1/weights.h5 \
 //                --data fer2013.csv.gz --split PrivateTest --out scores
 //   fvc-evaluate --model run1/model.h5 --data fer2013.csv.gz
 //   fvc-evaluate --model run1/model.h5 --images fer2013-images --split PrivateTest
+//   fvc-evaluate --model run1/model.h5 --data fer2013.csv.gz --tta flip,crops
 //
 // The data come as fvc-finetune reads them: --data (with --cache) or --images.
+// --tta scores each image as several views (its mirror, shifted crops) and averages their
+// probabilities; each view is one more pass over the split.
 //
-// Output folder (--out): confusion_<split>.csv, predictions_<split>.csv.
+// Output folder (--out): confusion_<split>.csv, metrics_<split>.csv (precision, recall, F1 and
+// support per emotion, then macro, weighted and micro averages), predictions_<split>.csv.
 
 #include <algorithm>
 #include <cctype>
@@ -42,6 +46,7 @@ struct Settings {
   std::string out = "fvc-evaluate-out";
   int threads = 0;
   std::string device = "auto";
+  std::string tta;
 };
 
 const std::map<std::string, fvc::Split> kSplits = {{"Training", fvc::Split::kTraining},
@@ -83,6 +88,8 @@ void add_options(CLI::App& app, Settings& s) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   app.add_option("--device", s.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--tta", s.tta, fvc_examples::tta_help("the split") + "; none by default")
+      ->check(fvc_examples::kTtaList);
   app.callback([&s] { check_model_files(s.model, s.weights, /*weights_needed=*/true); });
 }
 
@@ -128,16 +135,26 @@ int run(const Settings& s) {
       [](const std::string& line) { fmt::print("{}\n", line); });
   const fvc::Dataset data = all.split(kSplits.at(s.split));
 
+  const fvc::TestTimeAugmentation tta = fvc_examples::parse_tta(s.tta);
+  if (fvc::view_count(tta) > 1) {
+    fmt::print("test-time augmentation {}, each view a pass over {} images\n", fvc::describe(tta),
+               data.count());
+  }
   fvc::Trainer scorer(model, fvc::TrainerOptions().device(s.device).threads(s.threads));
-  const fvc::Evaluation result = scorer.evaluate(data);
+  const fvc::Evaluation result = scorer.evaluate(data, tta);
 
   const std::string stem = lowercase(s.split);
   const std::string confusion_path = fmt::format("{}/confusion_{}.csv", s.out, stem);
+  const std::string metrics_path = fmt::format("{}/metrics_{}.csv", s.out, stem);
   const std::string predictions_path = fmt::format("{}/predictions_{}.csv", s.out, stem);
+  const fvc::ClassMetrics metrics = result.metrics();
   fvc::write_confusion_csv(result.confusion, confusion_path);
+  fvc::write_metrics_csv(metrics, metrics_path);
   fvc::write_predictions_csv(data.labels(), result.probabilities, predictions_path);
-  fmt::print("{} accuracy {:.4f} ({}/{})  loss {:.4f}\nwrote {} and {}\n", s.split, result.accuracy,
-             result.correct(), result.count, result.loss, confusion_path, predictions_path);
+  fmt::print("{} accuracy {:.4f} ({}/{})  loss {:.4f}\n\n{}\nwrote {}, {} and {}\n", s.split,
+             result.accuracy, result.correct(), result.count, result.loss,
+             fvc::format_metrics_table(metrics, s.split), confusion_path, metrics_path,
+             predictions_path);
   return 0;
 }
 

@@ -37,9 +37,14 @@
 // A training loss that becomes NaN or infinite stops the run with status 5 and leaves the
 // last epoch's checkpoint as it was; --skip-nonfinite-batches leaves such batches out instead.
 //
+// The final scores of PublicTest and PrivateTest come with a table of precision, recall and F1
+// per emotion. --tta scores each image there as several views (its mirror, shifted crops) and
+// averages their probabilities; validation during training always scores each image once.
+//
 // Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
-// confusion_publictest.csv, confusion_privatetest.csv, and
-// predictions_privatetest.csv (each image's seven probabilities).
+// confusion_publictest.csv, confusion_privatetest.csv, metrics_publictest.csv,
+// metrics_privatetest.csv (precision, recall, F1 and support per emotion, then macro, weighted
+// and micro averages), and predictions_privatetest.csv (each image's seven probabilities).
 
 #include <signal.h>
 #include <unistd.h>
@@ -133,6 +138,7 @@ struct Settings {
   std::string precision = "float32";
   bool channels_last = false;
   bool skip_nonfinite = false;
+  std::string tta;  // test-time augmentation of the final scores
 };
 
 // The strength each --augment name gets when no value follows it.
@@ -328,6 +334,10 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_flag("--skip-nonfinite-batches", s.skip_nonfinite,
                "Leave out, and log, a training batch whose loss is NaN or infinite instead of "
                "stopping with status 5");
+  app.add_option("--tta", s.tta,
+                 fvc_examples::tta_help("the final PublicTest and PrivateTest scores") +
+                     "; none by default. Validation during training scores each image once")
+      ->check(fvc_examples::kTtaList);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -401,10 +411,21 @@ void log_split(const char* role, const fvc::Dataset& data) {
       fmt::format("{:<10} {:>6} images  per class {}", role, data.count(), fmt::join(counts, " ")));
 }
 
-void report(const char* name, const fvc::Evaluation& result, const std::string& csv_path) {
-  fvc::write_confusion_csv(result.confusion, csv_path);
+// Writes a split's confusion matrix and scores per emotion into `out` as <kind>_<stem>.csv,
+// and logs them.
+void report(const char* name, const char* stem, const fvc::Evaluation& result,
+            const std::string& out) {
+  const std::string confusion_path = fmt::format("{}/confusion_{}.csv", out, stem);
+  const std::string metrics_path = fmt::format("{}/metrics_{}.csv", out, stem);
+  const fvc::ClassMetrics metrics = result.metrics();
+  fvc::write_confusion_csv(result.confusion, confusion_path);
+  fvc::write_metrics_csv(metrics, metrics_path);
   log_line(fmt::format("{:<11} accuracy {:.4f} ({}/{})  loss {:.4f}  confusion {}", name,
-                       result.accuracy, result.correct(), result.count, result.loss, csv_path));
+                       result.accuracy, result.correct(), result.count, result.loss,
+                       confusion_path));
+  std::string table = fvc::format_metrics_table(metrics, name);
+  table.pop_back();  // log_line ends the line
+  log_line(table);
 }
 
 // Every name: a range such as "conv1_1 .. conv5_3" would hide a layer missing in between.
@@ -621,21 +642,28 @@ int run(Settings s, const CLI::App& app) {
   fvc::EmotionNet reloaded = fvc::ModelIO::load(json_path, weights_path);
   log_line(fmt::format("saved and reloaded {} and {}", json_path, weights_path));
 
-  // Score the reloaded copy; it must match what training reported.
+  // Score the reloaded copy; plainly scored, PublicTest must match what training reported.
+  // With --tta the reported scores are those of the views, which cost a pass each.
   fvc::Trainer evaluator(reloaded,
                          trainer_options.log(nullptr).history_path("").checkpoint_dir(""));
-  const auto public_test = evaluator.evaluate(validation);
-  const auto private_test = evaluator.evaluate(test);
-  report("PublicTest", public_test, out + "/confusion_publictest.csv");
-  report("PrivateTest", private_test, out + "/confusion_privatetest.csv");
+  const fvc::TestTimeAugmentation tta = fvc_examples::parse_tta(s.tta);
+  const bool augmented = fvc::view_count(tta) > 1;
+  const auto reproduced = evaluator.evaluate(validation);
+  if (augmented) {
+    log_line(fmt::format("test-time augmentation {} for the final scores", fvc::describe(tta)));
+  }
+  const auto public_test = augmented ? evaluator.evaluate(validation, tta) : reproduced;
+  const auto private_test = evaluator.evaluate(test, tta);
+  report("PublicTest", "publictest", public_test, out);
+  report("PrivateTest", "privatetest", private_test, out);
   fvc::write_predictions_csv(test.labels(), private_test.probabilities,
                              out + "/predictions_privatetest.csv");
 
   const double reported = trainer.history().back().val_acc;
-  if (public_test.accuracy != reported) {
+  if (reproduced.accuracy != reported) {
     fmt::print(stderr,
                "error: reloaded model scores {:.6f} on PublicTest, but training reported {:.6f}\n",
-               public_test.accuracy, reported);
+               reproduced.accuracy, reported);
     return kReloadMismatch;
   }
   log_line(fmt::format("reloaded model reproduces the final val_acc {:.4f}", reported));
