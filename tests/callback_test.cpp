@@ -250,6 +250,23 @@ TEST_CASE("A callback stops training through request_stop", "[training]") {
     CHECK(trainer.fit(run.train, run.validation).size() == 2);
     CHECK_FALSE(trainer.stopped());
   }
+  SECTION("after the first batch of an epoch") {
+    stopper->epoch_begin = [](int64_t epoch, fvc::Trainer& t) {
+      if (epoch == 2) {
+        t.request_stop();
+      }
+    };
+    fvc::Trainer trainer(fvc::EmotionNet(small_net_options()),
+                         options.callbacks({stopper, recorder("R", events)}));
+
+    CHECK(trainer.fit(run.train, run.validation).size() == 1);
+
+    CHECK(trainer.stopped());
+    REQUIRE(events.size() >= 2);
+    CHECK(events[events.size() - 2] == "R batch_end 2 50");
+    const auto index = Json::parse(read_text(checkpoint + "/checkpoint.json"));
+    CHECK(index.at("epoch_in_progress").at("images_done") == 50);
+  }
   SECTION("before the first epoch") {
     stopper->fit_begin = [](fvc::Trainer& t) { t.request_stop(); };
     fvc::Trainer trainer(fvc::EmotionNet(small_net_options()),
