@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "atomic_file.h"
+#include "fvc/callback.h"
 #include "fvc/error.h"
 #include "file_input.h"
 #include "fvc/runtime.h"
@@ -31,6 +32,25 @@ void check_not_empty(const Dataset& data, const char* role) {
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void check_callback_options(const TrainerOptions& options) {
+  const auto& callbacks = options.callbacks();
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    if (!callbacks[i]) {
+      throw ConfigError(fmt::format("callbacks[{}] is empty, expected a callback", i));
+    }
+  }
+  if (options.early_stopping_patience() < 0) {
+    throw ConfigError(
+        fmt::format("early_stopping_patience is {}, expected 0 (never stop early) or more epochs",
+                    options.early_stopping_patience()));
+  }
+  const double min_delta = options.early_stopping_min_delta();
+  if (!(min_delta >= 0.0 && min_delta < 1.0)) {
+    throw ConfigError(fmt::format(
+        "early_stopping_min_delta is {}, expected a rise in val_acc in [0, 1)", min_delta));
+  }
 }
 
 void check_options(const TrainerOptions& options, const EmotionNet& model) {
@@ -58,6 +78,7 @@ void check_options(const TrainerOptions& options, const EmotionNet& model) {
         fmt::format("prefetch is {}, expected 0 or more batches", options.prefetch()));
   }
   check_augmentation(options.augmentation());
+  check_callback_options(options);
   const auto& net = model->options();
   if (net.classes() != kNumEmotions) {
     throw ConfigError(fmt::format("model has {} classes, expected {} for FER2013 labels",
@@ -259,6 +280,75 @@ void score_views_in_eval_mode(State& s, const Dataset& data, const TestTimeAugme
   s.model->train();
 }
 
+// The callbacks of one `fit`, called in order: the trainer's own, made from its options, then
+// the user's.
+class CallbackList {
+ public:
+  CallbackList(const TrainerOptions& o, Trainer& trainer) : trainer_(trainer) {
+    if (o.progress()) {
+      all_.push_back(std::make_shared<ProgressFunction>(o.progress()));
+    }
+    if (!o.history_path().empty()) {
+      all_.push_back(std::make_shared<HistoryCsv>(o.history_path()));
+    }
+    if (!o.best_model_dir().empty()) {
+      all_.push_back(std::make_shared<BestModel>(o.best_model_dir()));
+    }
+    all_.insert(all_.end(), o.callbacks().begin(), o.callbacks().end());
+    wants_batch_end_ = std::any_of(all_.begin(), all_.end(),
+                                   [](const auto& c) { return c->wants_batch_end(); });
+  }
+
+  bool wants_batch_end() const { return wants_batch_end_; }
+
+  void fit_begin() const { each([&](Callback& c) { c.on_fit_begin(trainer_); }); }
+  void epoch_begin(int64_t epoch) const {
+    each([&](Callback& c) { c.on_epoch_begin(epoch, trainer_); });
+  }
+  void batch_end(const BatchProgress& p) const {
+    each([&](Callback& c) { c.on_batch_end(p, trainer_); });
+  }
+  void epoch_end(const EpochStats& stats) const {
+    each([&](Callback& c) { c.on_epoch_end(stats, trainer_); });
+  }
+  void fit_end() const { each([&](Callback& c) { c.on_fit_end(trainer_); }); }
+
+ private:
+  template <typename Hook>
+  void each(Hook hook) const {
+    for (const auto& callback : all_) {
+      hook(*callback);
+    }
+  }
+
+  Trainer& trainer_;
+  std::vector<std::shared_ptr<Callback>> all_;
+  bool wants_batch_end_ = false;
+};
+
+// Why early stopping ends a run whose history is `history`; empty while the patience lasts.
+std::string early_stopping_reason(const std::vector<EpochStats>& history, const TrainerOptions& o) {
+  const int64_t patience = o.early_stopping_patience();
+  if (patience == 0 || history.empty()) {
+    return "";
+  }
+  const int64_t last = history.back().epoch;
+  const int64_t best = best_epoch(history, o.early_stopping_min_delta());
+  if (last - best < patience) {
+    return "";
+  }
+  const auto best_stats = std::find_if(history.begin(), history.end(),
+                                       [&](const EpochStats& e) { return e.epoch == best; });
+  const std::string beaten =
+      best_stats == history.end()
+          ? "no epoch had a val_acc that is a number"
+          : fmt::format("val_acc {:.4f} of epoch {} not beaten by more than {} in the {} "
+                        "epoch{} since",
+                        best_stats->val_acc, best, o.early_stopping_min_delta(), last - best,
+                        last - best == 1 ? "" : "s");
+  return fmt::format("{} (patience {})", beaten, patience);
+}
+
 }  // namespace
 
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
@@ -327,8 +417,26 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     s.log(recipe);
   }
 
+  const CallbackList callbacks(o, *this);
   s.stopped = false;
-  for (int64_t epoch = first_epoch; epoch <= last_epoch && !s.stopped; ++epoch) {
+  s.early_stopped = false;
+  if (const auto reason = early_stopping_reason(s.history, o);
+      !reason.empty() && first_epoch <= last_epoch) {
+    s.early_stopped = true;
+    s.log(fmt::format("early stopping: the history ends at epoch {} of {}: {}; no epoch left to "
+                      "train",
+                      first_epoch - 1, last_epoch, reason));
+  }
+  callbacks.fit_begin();
+
+  for (int64_t epoch = first_epoch; epoch <= last_epoch && !s.stopped && !s.early_stopped;
+       ++epoch) {
+    // A stop asked for before the first epoch, or after the previous one, ends the run here.
+    if (s.stop_requested.exchange(false)) {
+      s.stopped = true;
+      break;
+    }
+    callbacks.epoch_begin(epoch);
     const auto start = Clock::now();
     s.model->train();
     const EpochInProgress resumed = s.epoch_in_progress.value_or(EpochInProgress{});
@@ -359,10 +467,10 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
             nonfinite_loss_message(epoch, first_image, loss.item<double>(), o, epochs_done));
       }
 
-      if (o.progress()) {
+      if (callbacks.wants_batch_end()) {
         watch.throw_if_seen(epoch, o, epochs_done);
-        o.progress()({epoch, last_epoch, totals.images, train.count(), train_seconds(),
-                      totals.mean_loss(), totals.accuracy()});
+        callbacks.batch_end({epoch, last_epoch, totals.images, train.count(), train_seconds(),
+                             totals.mean_loss(), totals.accuracy()});
       }
       // A stop during the last batch lets the epoch finish with its validation instead.
       if (s.stop_requested.exchange(false)) {
@@ -370,6 +478,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
         if (totals.images < train.count()) {
           watch.throw_if_seen(epoch, o, epochs_done);
           s.stop_inside_epoch(epoch, totals.snapshot(train_seconds()));
+          callbacks.fit_end();
           return fitted;
         }
       }
@@ -392,13 +501,23 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     fitted.push_back(stats);
 
     s.log(format_epoch_line(stats, last_epoch));
-    if (!o.history_path().empty()) {
-      write_history_csv(s.history, o.history_path());
-    }
+    // The checkpoint comes after the callbacks, so one that throws leaves the previous epoch's.
+    callbacks.epoch_end(stats);
     if (!o.checkpoint_dir().empty()) {
       s.write_checkpoint(o.checkpoint_dir());
     }
+    if (const auto reason = early_stopping_reason(s.history, o);
+        !reason.empty() && epoch < last_epoch) {
+      s.early_stopped = true;
+      s.log(fmt::format("early stopping after epoch {} of {}: {}", epoch, last_epoch, reason));
+    }
   }
+
+  // A stop asked for during the last epoch's last batch, or after it, leaves nothing undone.
+  s.stopped =
+      s.stopped && !s.early_stopped && static_cast<int64_t>(s.history.size()) < last_epoch;
+  s.stop_requested.store(false);
+  callbacks.fit_end();
   return fitted;
 }
 
@@ -409,6 +528,8 @@ TrainingSetPrint TrainingSetPrint::of(const Dataset& data) {
 void Trainer::request_stop() noexcept { state_->stop_requested.store(true); }
 
 bool Trainer::stopped() const { return state_->stopped; }
+
+bool Trainer::early_stopped() const { return state_->early_stopped; }
 
 Evaluation Trainer::evaluate(const Dataset& data, const TestTimeAugmentation& tta) {
   check_not_empty(data, "evaluation");

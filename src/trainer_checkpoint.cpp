@@ -3,7 +3,8 @@
 // Layout of a checkpoint folder:
 //   checkpoint.json      which step folder is current, the history, the totals of an
 //                        epoch stopped half-way, the recipe (seed, batch size, Adam's
-//                        settings, augmentation, sampling, class weights)
+//                        settings, augmentation, sampling, class weights), and where the
+//                        run ends (epochs, early stopping)
 //   step-00000345/model.json, weights.h5   the model, as ModelIO writes it
 //   step-00000345/optimizer.pt             Adam's moments (torch::save)
 // checkpoint.json is replaced last and atomically, so it always names a complete folder.
@@ -146,6 +147,12 @@ std::optional<TrainingSetPrint> training_set_from_json(const Json& index) {
   return TrainingSetPrint{found->at("rows").get<int64_t>(),
                           found->at("pixels_crc64").get<uint64_t>(),
                           found->at("labels_crc64").get<uint64_t>()};
+}
+
+// Where the run ends besides `epochs`. Like the epoch count it changes no epoch's result, so a
+// resumed run may change it; it is recorded so that resuming does not need it again.
+Json early_stopping_json(const TrainerOptions& o) {
+  return {{"patience", o.early_stopping_patience()}, {"min_delta", o.early_stopping_min_delta()}};
 }
 
 Json history_json(const std::vector<EpochStats>& history) {
@@ -347,6 +354,7 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
                       {"optimizer_iterations", s.optimizer.iterations()},
                       {"settings", fixed_settings(s.options)},
                       {"epochs", s.options.epochs()},
+                      {"early_stopping", early_stopping_json(s.options)},
                       {"training_set", training_set_json(s.training_set ? s.training_set
                                                                         : s.restored_training_set)},
                       {"history", history_json(s.history)},
@@ -411,6 +419,12 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   if (!unrecorded.empty()) {
     s.log(unrecorded_settings_line(index.path, unrecorded, s.options));
   }
+  if (!index.json.contains("early_stopping") && s.options.early_stopping_patience() > 0) {
+    s.log(fmt::format("{}: early stopping not recorded (an older checkpoint); stopping with this "
+                      "trainer's patience {} and min_delta {}",
+                      index.path, s.options.early_stopping_patience(),
+                      s.options.early_stopping_min_delta()));
+  }
 }
 
 EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
@@ -426,6 +440,11 @@ TrainerOptions Trainer::checkpoint_options(const std::string& folder, TrainerOpt
     // The epoch count may grow on resume, so it is a default here, not a setting to check.
     if (index.json.contains("epochs")) {
       base.epochs(index.json.at("epochs").get<int64_t>());
+    }
+    if (index.json.contains("early_stopping")) {
+      const Json& early = index.json.at("early_stopping");
+      base.early_stopping_patience(early.at("patience").get<int64_t>())
+          .early_stopping_min_delta(early.at("min_delta").get<double>());
     }
     return options_with_settings(index.json.at("settings"), std::move(base), index.path);
   } catch (const Json::exception& error) {

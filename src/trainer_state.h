@@ -52,6 +52,7 @@ struct Trainer::State {
   std::string restored_from;                              // that checkpoint's index file
   std::atomic<bool> stop_requested{false};
   bool stopped = false;
+  bool early_stopped = false;
 
   State(EmotionNet model_, TrainerOptions options_, torch::Device device_)
       : model(std::move(model_)),

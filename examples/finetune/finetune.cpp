@@ -41,7 +41,14 @@
 // per emotion. --tta scores each image there as several views (its mirror, shifted crops) and
 // averages their probabilities; validation during training always scores each image once.
 //
-// Output folder (--out): model.json, weights.h5, history.csv, checkpoint/,
+// The model of the epoch with the best val_acc is kept apart in OUT/best/ (with best.json
+// naming the epoch). The files in OUT/ and the scores that come with them are the last epoch's,
+// as in the study; the best epoch's model is scored after them, on both splits. PublicTest
+// chose that epoch, so its PublicTest score flatters it; PrivateTest is the fair comparison.
+// --early-stopping N ends the run once N epochs in a row have not raised the best val_acc by
+// more than --min-delta; a resumed run stops where the uninterrupted one would have.
+//
+// Output folder (--out): model.json, weights.h5, history.csv, checkpoint/, best/,
 // confusion_publictest.csv, confusion_privatetest.csv, metrics_publictest.csv,
 // metrics_privatetest.csv (precision, recall, F1 and support per emotion, then macro, weighted
 // and micro averages), and predictions_privatetest.csv (each image's seven probabilities).
@@ -139,6 +146,8 @@ struct Settings {
   bool channels_last = false;
   bool skip_nonfinite = false;
   std::string tta;  // test-time augmentation of the final scores
+  int64_t early_stopping = 0;  // patience in epochs; 0: never
+  double min_delta = 0.0;
 };
 
 // The strength each --augment name gets when no value follows it.
@@ -221,6 +230,17 @@ const CLI::Validator kAugmentList(
       }
     },
     "LIST");
+
+// A fraction in [0, 1), checked here so that the option parser names the flag.
+const CLI::Validator kMinDeltaRange(
+    [](std::string& text) -> std::string {
+      double value = 0.0;
+      if (!CLI::detail::lexical_cast(text, value) || !(value >= 0.0 && value < 1.0)) {
+        return "value " + text + " is not a number in [0, 1)";
+      }
+      return "";
+    },
+    "in [0, 1)");
 
 // CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
 const CLI::Validator kLearningRateRange(
@@ -338,6 +358,17 @@ void add_options(CLI::App& app, Settings& s) {
                  fvc_examples::tta_help("the final PublicTest and PrivateTest scores") +
                      "; none by default. Validation during training scores each image once")
       ->check(fvc_examples::kTtaList);
+  app.add_option("--early-stopping", s.early_stopping,
+                 "Stop once this many epochs in a row have not raised the best val_acc by more "
+                 "than --min-delta (0: never, as in the study); with --resume, the first run's "
+                 "unless given")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100000}));
+  app.add_option("--min-delta", s.min_delta,
+                 "The rise in val_acc that counts as an improvement for --early-stopping, a "
+                 "fraction (0.01: one point); with --resume, the first run's unless given")
+      ->capture_default_str()
+      ->check(kMinDeltaRange);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -363,26 +394,46 @@ std::string how_to_continue(const fvc::Trainer& trainer, const std::string& out)
       trainer.history().size(), out);
 }
 
-// Rewrites one line in place on a terminal; prints nothing when stderr is a file,
-// so logs hold only the whole per-epoch lines.
-void show_progress(const fvc::BatchProgress& p) {
-  static const bool terminal = isatty(STDERR_FILENO) != 0;
-  if (!terminal) {
-    return;
-  }
-  const double rate = p.seconds > 0 ? p.images_done / p.seconds : 0.0;
-  fmt::print(stderr,
-             "\repoch {}/{}  {}/{} images  {:.0f} s  {:.1f} images/s  loss {:.4f}  acc {:.4f}",
-             p.epoch, p.epochs, p.images_done, p.images_total, p.seconds, rate, p.loss, p.acc);
-  if (p.images_done == p.images_total) {
-    fmt::print(stderr, "\r\033[K");
-  }
-  std::fflush(stderr);
-}
-
 void log_line(const std::string& line) {
   fmt::print("{}\n", line);
   std::fflush(stdout);
+}
+
+// Says which epoch's model `best` keeps and, unless it is the last epoch's, scores it on both
+// splits, PrivateTest with the test-time augmentation `tta`. Its plain PublicTest score must be
+// the val_acc training reported for that epoch.
+int report_best_epoch(const fvc::BestModel& best, const std::vector<fvc::EpochStats>& history,
+                      const fvc::TrainerOptions& scoring, const fvc::TestTimeAugmentation& tta,
+                      const fvc::Dataset& validation, const fvc::Dataset& test) {
+  const int64_t epoch = best.saved_epoch();
+  if (epoch == 0 || epoch > static_cast<int64_t>(history.size())) {
+    return 0;
+  }
+  const double val_acc = history[epoch - 1].val_acc;
+  if (epoch == history.back().epoch) {
+    log_line(fmt::format("best epoch {} of {}, the last: {} holds the model scored above", epoch,
+                         epoch, best.folder()));
+    return 0;
+  }
+  const std::string folder = best.folder();
+  fvc::Trainer evaluator(fvc::ModelIO::load(folder + "/model.json", folder + "/weights.h5"),
+                         scoring);
+  const auto public_test = evaluator.evaluate(validation);
+  const auto private_test = evaluator.evaluate(test, tta);
+  log_line(fmt::format(
+      "best epoch {} of {}, kept in {}  PublicTest accuracy {:.4f} ({}/{})  "
+      "PrivateTest accuracy {:.4f} ({}/{}){}",
+      epoch, history.back().epoch, folder, public_test.accuracy, public_test.correct(),
+      public_test.count, private_test.accuracy, private_test.correct(), private_test.count,
+      fvc::view_count(tta) > 1 ? fmt::format(" with {}", fvc::describe(tta)) : ""));
+  if (public_test.accuracy != val_acc) {
+    fmt::print(stderr,
+               "error: the model in {} scores {:.6f} on PublicTest, but training reported {:.6f} "
+               "for epoch {}\n",
+               folder, public_test.accuracy, val_acc, epoch);
+    return kReloadMismatch;
+  }
+  return 0;
 }
 
 fvc::Dataset load_data(const Settings& s) {
@@ -503,13 +554,22 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
           .augmentation(parse_augment(s.augment))
           .sampling(s.sampling == "balanced" ? fvc::Sampling::kBalanced : fvc::Sampling::kShuffle)
           .class_weights(s.class_weights == "balanced" ? fvc::ClassWeights::kBalanced
-                                                       : fvc::ClassWeights::kNone);
+                                                       : fvc::ClassWeights::kNone)
+          .early_stopping_patience(s.early_stopping)
+          .early_stopping_min_delta(s.min_delta);
   if (s.resume.empty()) {
     return flags;
   }
   auto recorded = fvc::Trainer::checkpoint_options(checkpoint, flags);
+  // These decide only where the run ends, so a resumed run may change them.
   if (app.count("--epochs") > 0) {
-    recorded.epochs(s.epochs);  // a resumed run may be given more epochs
+    recorded.epochs(s.epochs);
+  }
+  if (app.count("--early-stopping") > 0) {
+    recorded.early_stopping_patience(s.early_stopping);
+  }
+  if (app.count("--min-delta") > 0) {
+    recorded.early_stopping_min_delta(s.min_delta);
   }
   const auto check = [&](const char* flag, const auto& given, const auto& kept) {
     check_flag_agrees(app, flag, fmt::format("{}", given), fmt::format("{}", kept), checkpoint);
@@ -593,14 +653,15 @@ int run(Settings s, const CLI::App& app) {
   // Only now, so that a run refused for its files leaves no empty folder behind.
   prepare_output_folder(out);
 
-  // Train, validating on PublicTest after every epoch.
+  // Train, validating on PublicTest after every epoch, keeping the best epoch's model apart.
+  const auto best = std::make_shared<fvc::BestModel>(out + "/best");
   auto trainer_options = fvc::TrainerOptions(recipe)
                              .device(s.device)
                              .threads(s.threads)
                              .history_path(out + "/history.csv")
                              .checkpoint_dir(checkpoint)
                              .log(log_line)
-                             .progress(show_progress)
+                             .callbacks({std::make_shared<fvc::TerminalProgress>(), best})
                              .prefetch(s.prefetch)
                              .precision(s.precision == "bfloat16" ? fvc::Precision::kBFloat16
                                                                   : fvc::Precision::kFloat32)
@@ -644,8 +705,8 @@ int run(Settings s, const CLI::App& app) {
 
   // Score the reloaded copy; plainly scored, PublicTest must match what training reported.
   // With --tta the reported scores are those of the views, which cost a pass each.
-  fvc::Trainer evaluator(reloaded,
-                         trainer_options.log(nullptr).history_path("").checkpoint_dir(""));
+  trainer_options.log(nullptr).history_path("").checkpoint_dir("").callbacks({});
+  fvc::Trainer evaluator(reloaded, trainer_options);
   const fvc::TestTimeAugmentation tta = fvc_examples::parse_tta(s.tta);
   const bool augmented = fvc::view_count(tta) > 1;
   const auto reproduced = evaluator.evaluate(validation);
@@ -667,7 +728,7 @@ int run(Settings s, const CLI::App& app) {
     return kReloadMismatch;
   }
   log_line(fmt::format("reloaded model reproduces the final val_acc {:.4f}", reported));
-  return 0;
+  return report_best_epoch(*best, trainer.history(), trainer_options, tta, validation, test);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 /// Everything public in one include.
 #include "fvc/augmentation.h"
+#include "fvc/callback.h"
 #include "fvc/dataset.h"
 #include "fvc/emotion.h"
 #include "fvc/emotion_head.h"

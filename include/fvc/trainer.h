@@ -18,6 +18,8 @@
 
 namespace fvc {
 
+class Callback;  // fvc/callback.h
+
 /// One epoch's figures, the columns of the reference study's Keras history.
 struct EpochStats {
   int64_t epoch = 0;  ///< 1-based
@@ -32,7 +34,8 @@ struct EpochStats {
   int64_t skipped_batches = 0;
 };
 
-/// Progress inside an epoch, handed to `TrainerOptions::progress` after each batch.
+/// Progress inside an epoch, handed to `TrainerOptions::progress` and `Callback::on_batch_end`
+/// after each batch.
 struct BatchProgress {
   int64_t epoch = 0;  ///< 1-based
   int64_t epochs = 0;
@@ -126,6 +129,20 @@ struct TrainerOptions {
   TORCH_ARG(bool, channels_last) = false;
   /// What a NaN or infinite training loss does; stops training by default.
   TORCH_ARG(NonFiniteLoss, on_nonfinite_loss) = NonFiniteLoss::kStop;
+
+  /// Run at the start and end of `fit`, of every epoch and after every batch, after the
+  /// trainer's own (progress, history, best model); see `Callback` for the order and for what
+  /// an exception does.
+  TORCH_ARG(std::vector<std::shared_ptr<Callback>>, callbacks) = {};
+  /// If set, the model of the epoch with the best val_acc so far is kept in this folder, with
+  /// `best.json` naming the epoch; see `BestModel`.
+  TORCH_ARG(std::string, best_model_dir) = "";
+  /// Ends `fit` once this many epochs in a row have not raised the best val_acc by more than
+  /// `early_stopping_min_delta`; 0 never stops early. Decided from the history, so a resumed
+  /// run stops where an uninterrupted one would; see `Trainer::early_stopped`.
+  TORCH_ARG(int64_t, early_stopping_patience) = 0;
+  /// The rise in val_acc (a fraction, 0.01 = one point) that counts as an improvement.
+  TORCH_ARG(double, early_stopping_min_delta) = 0.0;
 };
 
 /// Trains an `EmotionNet` the way the reference study did: Adam as Keras 2
@@ -142,7 +159,9 @@ struct TrainerOptions {
 /// and weights, to the last bit, as a run that was never stopped: the batch
 /// order depends only on seed and epoch, and the checkpoint holds the exact
 /// weights and Adam moments. Augmentation is drawn from the seed, the epoch and
-/// the batch's place in it, so it resumes the same way.
+/// the batch's place in it, so it resumes the same way. Early stopping and the best
+/// model (`TrainerOptions::best_model_dir`) are decided from the history, so they resume the
+/// same way too.
 ///
 /// NOTE: a trainer is not thread-safe, except `request_stop`. A process that
 /// is killed rather than asked to stop loses the work since its last
@@ -160,7 +179,9 @@ class Trainer {
 
   /// Trains on `train` until `options().epochs()` epochs are done in all,
   /// validating on `validation` after each; returns the entries of the
-  /// epochs it ran. Throws `DataError` when either set is empty.
+  /// epochs it ran. Throws `DataError` when either set is empty. Ends sooner
+  /// on `request_stop` or by early stopping. Runs the callbacks
+  /// (`TrainerOptions::callbacks`) and passes on what they throw; see `Callback`.
   ///
   /// A NaN or infinite training loss throws `TrainingError` (or skips the batch, see
   /// `TrainerOptions::on_nonfinite_loss`) before any checkpoint of that epoch is written, so
@@ -189,12 +210,21 @@ class Trainer {
   /// Asks a running `fit` to stop after the batch in progress. It then writes
   /// a checkpoint of the unfinished epoch (when `checkpoint_dir` is set) and
   /// returns, and `stopped()` is true; `load_checkpoint` plus `fit` finish the
-  /// epoch later with the same result. Only sets an atomic flag, so a signal
-  /// handler may call it.
+  /// epoch later with the same result. Asked between epochs (from a callback's
+  /// `on_epoch_end`, say), `fit` stops before the next epoch begins; asked before
+  /// `fit`, before its first epoch. A request still pending when `fit` returns is
+  /// dropped. Only sets an atomic flag, so a signal handler may call it.
   void request_stop() noexcept;
 
-  /// Whether the last `fit` ended early because of `request_stop`.
+  /// Whether the last `fit` ended because of `request_stop` with epochs still to train.
   bool stopped() const;
+
+  /// Whether the last `fit` ended because val_acc had stopped improving
+  /// (`TrainerOptions::early_stopping_patience`): after the epoch that used up the patience,
+  /// or at once when the restored history had used it up already. Such a run is finished:
+  /// resuming it trains no further unless the patience is raised, or early stopping turned
+  /// off, and epochs remain.
+  bool early_stopped() const;
 
   /// Writes what is needed to continue training into `folder`: the model
   /// (Keras JSON and HDF5, loadable by `ModelIO`), Adam's moments and count,
@@ -218,9 +248,10 @@ class Trainer {
 
   /// `base` with the recipe a checkpoint folder recorded: seed, batch size,
   /// Adam's settings, augmentation, sampling and class weights, and the epoch
-  /// count the run was aiming for (which a caller may raise); everything else,
+  /// count and early stopping the run was aiming for (which a caller may
+  /// change, as they decide only where the run ends); everything else,
   /// such as device and log, stays as `base` has it. A checkpoint that
-  /// does not record augmentation, sampling or class weights keeps `base`'s.
+  /// does not record augmentation, sampling, class weights or early stopping keeps `base`'s.
   /// Throws `WeightsError` for a missing or damaged checkpoint.json.
   static TrainerOptions checkpoint_options(const std::string& folder, TrainerOptions base = {});
 
