@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "atomic_file.h"
+#include "augmentation_ops.h"
 #include "fvc/error.h"
 #include "file_input.h"
 #include "fvc/runtime.h"
@@ -244,6 +245,17 @@ class NonFiniteWatch {
   torch::Tensor bad_loss_;
 };
 
+// Dropout draws from LibTorch's global generators. Seeding them before every batch from the
+// run's seed, the epoch and the batch's first image makes those draws, like the batch order
+// and the augmentation, the same in a resumed run as in an uninterrupted one.
+void seed_global_generators(uint64_t seed, int64_t epoch, int64_t first_image) {
+  constexpr uint64_t kDropoutStream = 0x5A5A'0000'0000'0002ull;
+  using detail::mix;
+  // torch::manual_seed seeds the CPU generator and, where there are GPUs, every CUDA one.
+  torch::manual_seed(mix(mix(mix(seed ^ kDropoutStream) ^ static_cast<uint64_t>(epoch)) ^
+                         static_cast<uint64_t>(first_image)));
+}
+
 }  // namespace
 
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
@@ -326,6 +338,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     NonFiniteWatch watch(s.device, o.on_nonfinite_loss() == NonFiniteLoss::kSkipBatch);
     while (std::optional<Batch> batch = loader.next()) {
       const int64_t first_image = totals.images;
+      seed_global_generators(o.seed(), epoch, first_image);
       auto logits = s.forward(batch->images);
       auto loss = training_loss(logits, batch->labels, class_weights);
       if (watch.finite_now(loss, first_image)) {
