@@ -122,11 +122,17 @@ torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& la
 }
 
 // One line naming what differs from the reference recipe; empty when nothing does.
-std::string recipe_line(const TrainerOptions& o, Preprocessing preprocessing,
+std::string recipe_line(const TrainerOptions& o, const EmotionNetOptions& net,
                         const std::array<double, kNumEmotions>& weights) {
   std::vector<std::string> parts;
-  if (preprocessing != Preprocessing::kUnitRange) {
-    parts.push_back(fmt::format("preprocessing {}", preprocessing_name(preprocessing)));
+  if (net.preprocessing() != Preprocessing::kUnitRange) {
+    parts.push_back(fmt::format("preprocessing {}", preprocessing_name(net.preprocessing())));
+  }
+  if (net.backbone().batch_norm()) {
+    parts.push_back("batch normalisation");
+  }
+  if (net.dropout() > 0.0) {
+    parts.push_back(fmt::format("dropout {}", net.dropout()));
   }
   if (augments(o.augmentation())) {
     parts.push_back("augmentation " + describe(o.augmentation()));
@@ -320,7 +326,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     class_weights = torch::tensor(std::vector<double>(weights.begin(), weights.end()))
                         .to(s.device, torch::kFloat);
   }
-  if (const auto recipe = recipe_line(o, s.model->options().preprocessing(), weights); !recipe.empty() && first_epoch <= last_epoch) {
+  if (const auto recipe = recipe_line(o, s.model->options(), weights); !recipe.empty() && first_epoch <= last_epoch) {
     s.log(recipe);
   }
 
