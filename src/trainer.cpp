@@ -326,7 +326,8 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     class_weights = torch::tensor(std::vector<double>(weights.begin(), weights.end()))
                         .to(s.device, torch::kFloat);
   }
-  if (const auto recipe = recipe_line(o, s.model->options(), weights); !recipe.empty() && first_epoch <= last_epoch) {
+  if (const auto recipe = recipe_line(o, s.model->options(), weights);
+      !recipe.empty() && first_epoch <= last_epoch) {
     s.log(recipe);
   }
 

@@ -564,22 +564,24 @@ TEST_CASE("ModelIO writes batch normalisation and dropout as Keras 2 layers", "[
   const fvc::detail::KerasWeightsFile file(dir.path("w.h5"), ModelIO::kFormatVersion);
 
   // The convolution turns linear, its normalisation and then its ReLU follow as layers.
-  CHECK_THAT(text, Catch::Contains(R"("padding":"same","data_format":"channels_last",)"
-                                   R"("dilation_rate":[1,1],"activation":"linear","use_bias":true)"));
-  CHECK_THAT(text, Catch::Contains(
-                       R"({"name":"conv1_1_bn","class_name":"BatchNormalization","config":)"
-                       R"({"name":"conv1_1_bn","trainable":true,"axis":-1,"momentum":0.99,)"
-                       R"("epsilon":0.001,"center":true,"scale":true,)"
-                       R"("beta_initializer":{"class_name":"Zeros","config":{}},)"
-                       R"("gamma_initializer":{"class_name":"Ones","config":{}},)"
-                       R"("moving_mean_initializer":{"class_name":"Zeros","config":{}},)"
-                       R"("moving_variance_initializer":{"class_name":"Ones","config":{}},)"
-                       R"("beta_regularizer":null,"gamma_regularizer":null,)"
-                       R"("beta_constraint":null,"gamma_constraint":null},)"
-                       R"("inbound_nodes":[[["conv1_1",0,0,{}]]]})"));
-  CHECK_THAT(text, Catch::Contains(R"({"name":"conv1_1_relu","class_name":"Activation","config":)"
-                                   R"({"name":"conv1_1_relu","trainable":true,"activation":"relu"},)"
-                                   R"("inbound_nodes":[[["conv1_1_bn",0,0,{}]]]})"));
+  CHECK_THAT(text,
+             Catch::Contains(R"("padding":"same","data_format":"channels_last",)"
+                             R"("dilation_rate":[1,1],"activation":"linear","use_bias":true)"));
+  CHECK_THAT(text,
+             Catch::Contains(R"({"name":"conv1_1_bn","class_name":"BatchNormalization","config":)"
+                             R"({"name":"conv1_1_bn","trainable":true,"axis":-1,"momentum":0.99,)"
+                             R"("epsilon":0.001,"center":true,"scale":true,)"
+                             R"("beta_initializer":{"class_name":"Zeros","config":{}},)"
+                             R"("gamma_initializer":{"class_name":"Ones","config":{}},)"
+                             R"("moving_mean_initializer":{"class_name":"Zeros","config":{}},)"
+                             R"("moving_variance_initializer":{"class_name":"Ones","config":{}},)"
+                             R"("beta_regularizer":null,"gamma_regularizer":null,)"
+                             R"("beta_constraint":null,"gamma_constraint":null},)"
+                             R"("inbound_nodes":[[["conv1_1",0,0,{}]]]})"));
+  CHECK_THAT(text,
+             Catch::Contains(R"({"name":"conv1_1_relu","class_name":"Activation","config":)"
+                             R"({"name":"conv1_1_relu","trainable":true,"activation":"relu"},)"
+                             R"("inbound_nodes":[[["conv1_1_bn",0,0,{}]]]})"));
   CHECK_THAT(text, Catch::Contains(R"({"name":"fc7_dropout","class_name":"Dropout","config":)"
                                    R"({"name":"fc7_dropout","trainable":true,"rate":0.4},)"
                                    R"("inbound_nodes":[[["fc7",0,0,{}]]]})"));
@@ -595,8 +597,8 @@ TEST_CASE("ModelIO writes batch normalisation and dropout as Keras 2 layers", "[
     names.push_back(weight.name);
     CHECK(weight.shape == std::vector<int64_t>{8});
   }
-  const bool keras_names = names == std::vector<std::string>{
-                                        "conv1_1_bn/gamma:0", "conv1_1_bn/beta:0",
+  const bool keras_names =
+      names == std::vector<std::string>{"conv1_1_bn/gamma:0", "conv1_1_bn/beta:0",
                                         "conv1_1_bn/moving_mean:0", "conv1_1_bn/moving_variance:0"};
   CHECK(keras_names);
 }
@@ -629,8 +631,9 @@ TEST_CASE("ModelIO refuses batch normalisation or dropout it would not build ali
   }
   SECTION("a convolution without its normalisation") {
     REQUIRE_THROWS_WITH(
-        ModelIO::parse_architecture(replaced(text, R"("name":"conv2_1_bn","class_name":)"
-                                                   R"("BatchNormalization")",
+        ModelIO::parse_architecture(replaced(text,
+                                             R"("name":"conv2_1_bn","class_name":)"
+                                             R"("BatchNormalization")",
                                              R"("name":"conv2_1_bn","class_name":"Dropout")"),
                                     "missing.json"),
         "missing.json: layer 'conv2_1_bn' (class Dropout) found, expected BatchNormalization "
@@ -683,7 +686,7 @@ TEST_CASE("ModelIO exports a batch-normalised model to TorchScript and KerasNetw
   CHECK(torch::allclose(scripted.forward({images}).toTensor(), expected, 1e-5, 1e-7));
   CHECK(torch::allclose(network->forward(images), expected, 1e-5, 1e-7));
   CHECK(network->parameter_count() == model->parameter_count());
-  // In training, the network's Dropout layers act as the model's do.
+  // The network carries the normalisations and dropout: in train mode it computes otherwise.
   network->train();
   CHECK_FALSE(torch::allclose(network->forward(images), expected, 1e-3, 1e-5));
 }

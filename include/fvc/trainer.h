@@ -209,8 +209,8 @@ class Trainer {
   /// Restores a checkpoint written by `save_checkpoint` into this trainer's
   /// model and optimizer. Throws `ConfigError` naming the first setting of the
   /// recipe (seed, batch size, Adam's settings, each augmentation setting,
-  /// sampling, class weights), or the model's batch_norm or dropout, that differs from this
-  /// trainer's, `WeightsError`
+  /// sampling, class weights) that differs from this trainer's, or the model's
+  /// batch_norm or dropout when they differ from the checkpoint's; `WeightsError`
   /// for missing or damaged files; the trainer is unchanged then. A checkpoint
   /// written before the augmentation, sampling and class weights were recorded
   /// resumes with this trainer's, and the log says so in one line.
