@@ -9,7 +9,8 @@ EmotionNetImpl::EmotionNetImpl(EmotionNetOptions options) : options_(options) {
   auto head_options = EmotionHeadOptions()
                           .in_features(backbone->out_channels() * side * side)
                           .hidden_units(options_.hidden_units())
-                          .classes(options_.classes());
+                          .classes(options_.classes())
+                          .dropout(options_.dropout());
   head = register_module("head", EmotionHead(head_options));
 }
 

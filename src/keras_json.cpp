@@ -523,6 +523,12 @@ EmotionNetOptions emotion_net_options(const KerasArchitecture& architecture,
     if (layer.name == "fc8" && layer.units > 0) {
       options.classes(layer.units);
     }
+    if (layer.name == "conv1_1_bn") {
+      options.backbone().batch_norm(true);
+    }
+    if (layer.name == "fc6_dropout" && layer.kind == LayerKind::kDropout) {
+      options.dropout(layer.rate);
+    }
   }
 
   auto expected = emotion_net_layers(options);

@@ -38,7 +38,10 @@ KerasArchitecture parse_keras_architecture(const std::string& text, const std::s
 
 /// The `EmotionNet` settings whose architecture is `architecture`. Throws
 /// `WeightsError` naming `source` and the first layer that differs from VGG16
-/// conv1_1..pool5, flatten, fc6, fc7, fc8 (fc8 may be softmax or linear).
+/// conv1_1..pool5, flatten, fc6, fc7, fc8 (fc8 may be softmax or linear). Batch
+/// normalisation shows as `conv1_1_bn` and its kin (each convolution linear, then
+/// BatchNormalization `convK_L_bn` with Keras's default settings, then Activation relu
+/// `convK_L_relu`); dropout as Dropout layers `fc6_dropout` and `fc7_dropout` of one rate.
 EmotionNetOptions emotion_net_options(const KerasArchitecture& architecture,
                                       const std::string& source);
 

@@ -19,12 +19,32 @@ KerasLayer named(LayerKind kind, std::string name) {
   return layer;
 }
 
-KerasLayer conv3x3(std::string name, int64_t filters) {
+KerasLayer conv3x3(std::string name, int64_t filters, std::string activation) {
   KerasLayer layer = named(LayerKind::kConv2D, std::move(name));
   layer.units = filters;
   layer.window = {3, 3};
   layer.same_padding = true;
+  layer.activation = std::move(activation);
+  return layer;
+}
+
+// Keras's defaults, which the backbone's BatchNorm2d modules follow.
+KerasLayer batch_normalization(std::string name) {
+  KerasLayer layer = named(LayerKind::kBatchNormalization, std::move(name));
+  layer.momentum = kBatchNormKerasMomentum;
+  layer.epsilon = kBatchNormEpsilon;
+  return layer;
+}
+
+KerasLayer relu(std::string name) {
+  KerasLayer layer = named(LayerKind::kActivation, std::move(name));
   layer.activation = "relu";
+  return layer;
+}
+
+KerasLayer dropout(std::string name, double rate) {
+  KerasLayer layer = named(LayerKind::kDropout, std::move(name));
+  layer.rate = rate;
   return layer;
 }
 
@@ -42,6 +62,15 @@ KerasLayer dense(std::string name, int64_t units, std::string activation) {
   return layer;
 }
 
+// Keras's order of a BatchNormalization layer's weights: gamma, beta, moving_mean,
+// moving_variance.
+std::vector<BoundWeight> batch_norm_weights(torch::nn::BatchNorm2dImpl& norm) {
+  return {{"gamma", norm.weight, KerasLayout::kVector, {}},
+          {"beta", norm.bias, KerasLayout::kVector, {}},
+          {"moving_mean", norm.running_mean, KerasLayout::kVector, {}},
+          {"moving_variance", norm.running_var, KerasLayout::kVector, {}}};
+}
+
 }  // namespace
 
 std::vector<KerasLayer> emotion_net_layers(const EmotionNetOptions& options) {
@@ -51,17 +80,31 @@ std::vector<KerasLayer> emotion_net_layers(const EmotionNetOptions& options) {
                        options.backbone().in_channels()};
   layers.push_back(input);
 
+  // A Keras Conv2D applies its activation before anything can follow it, so with batch
+  // normalisation the ReLU becomes a layer of its own after it.
+  const bool batch_norm = options.backbone().batch_norm();
   for (int block = 0; block < kBlocks; ++block) {
     const int64_t filters = options.backbone().base_filters() * kFilterMultiplier[block];
     for (int index = 0; index < kConvolutionsPerBlock[block]; ++index) {
-      layers.push_back(conv3x3(fmt::format("conv{}_{}", block + 1, index + 1), filters));
+      const auto name = fmt::format("conv{}_{}", block + 1, index + 1);
+      layers.push_back(conv3x3(name, filters, batch_norm ? "linear" : "relu"));
+      if (batch_norm) {
+        layers.push_back(batch_normalization(name + "_bn"));
+        layers.push_back(relu(name + "_relu"));
+      }
     }
     layers.push_back(pool2x2(fmt::format("pool{}", block + 1)));
   }
 
+  // Without dropout the head has no Dropout layers, so the study's architecture stays as it was.
+  const double rate = options.dropout();
   layers.push_back(named(LayerKind::kFlatten, "flatten"));
-  layers.push_back(dense("fc6", options.hidden_units(), "relu"));
-  layers.push_back(dense("fc7", options.hidden_units(), "relu"));
+  for (const char* name : {"fc6", "fc7"}) {
+    layers.push_back(dense(name, options.hidden_units(), "relu"));
+    if (rate > 0.0) {
+      layers.push_back(dropout(std::string(name) + "_dropout", rate));
+    }
+  }
   layers.push_back(dense("fc8", options.classes(), "softmax"));
   return layers;
 }
@@ -70,6 +113,10 @@ std::vector<BoundLayer> bind_layers(EmotionNet& model) {
   std::map<std::string, torch::nn::Module*> modules;
   for (const auto& [name, conv] : model->backbone->convolutions()) {
     modules[name] = conv.ptr().get();
+  }
+  std::map<std::string, torch::nn::BatchNorm2dImpl*> norms;
+  for (const auto& [name, norm] : model->backbone->batch_norms()) {
+    norms[name] = norm.ptr().get();
   }
   modules["fc6"] = model->head->fc6.ptr().get();
   modules["fc7"] = model->head->fc7.ptr().get();
@@ -82,6 +129,9 @@ std::vector<BoundLayer> bind_layers(EmotionNet& model) {
   std::vector<BoundLayer> bound;
   for (auto& layer : emotion_net_layers(model->options())) {
     BoundLayer entry{std::move(layer), {}};
+    if (const auto norm = norms.find(entry.layer.name); norm != norms.end()) {
+      entry.weights = batch_norm_weights(*norm->second);
+    }
     const auto found = modules.find(entry.layer.name);
     if (found != modules.end()) {
       const auto layout = entry.layer.kind == LayerKind::kConv2D ? KerasLayout::kConvKernel

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "atomic_file.h"
+#include "augmentation_ops.h"
 #include "fvc/callback.h"
 #include "fvc/error.h"
 #include "file_input.h"
@@ -143,11 +144,17 @@ torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& la
 }
 
 // One line naming what differs from the reference recipe; empty when nothing does.
-std::string recipe_line(const TrainerOptions& o, Preprocessing preprocessing,
+std::string recipe_line(const TrainerOptions& o, const EmotionNetOptions& net,
                         const std::array<double, kNumEmotions>& weights) {
   std::vector<std::string> parts;
-  if (preprocessing != Preprocessing::kUnitRange) {
-    parts.push_back(fmt::format("preprocessing {}", preprocessing_name(preprocessing)));
+  if (net.preprocessing() != Preprocessing::kUnitRange) {
+    parts.push_back(fmt::format("preprocessing {}", preprocessing_name(net.preprocessing())));
+  }
+  if (net.backbone().batch_norm()) {
+    parts.push_back("batch normalisation");
+  }
+  if (net.dropout() > 0.0) {
+    parts.push_back(fmt::format("dropout {}", net.dropout()));
   }
   if (augments(o.augmentation())) {
     parts.push_back("augmentation " + describe(o.augmentation()));
@@ -349,6 +356,17 @@ std::string early_stopping_reason(const std::vector<EpochStats>& history, const 
   return fmt::format("{} (patience {})", beaten, patience);
 }
 
+// Dropout draws from LibTorch's global generators. Seeding them before every batch from the
+// run's seed, the epoch and the batch's first image makes those draws, like the batch order
+// and the augmentation, the same in a resumed run as in an uninterrupted one.
+void seed_global_generators(uint64_t seed, int64_t epoch, int64_t first_image) {
+  constexpr uint64_t kDropoutStream = 0x5A5A'0000'0000'0002ull;
+  using detail::mix;
+  // torch::manual_seed seeds the CPU generator and, where there are GPUs, every CUDA one.
+  torch::manual_seed(mix(mix(mix(seed ^ kDropoutStream) ^ static_cast<uint64_t>(epoch)) ^
+                         static_cast<uint64_t>(first_image)));
+}
+
 }  // namespace
 
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
@@ -413,7 +431,8 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     class_weights = torch::tensor(std::vector<double>(weights.begin(), weights.end()))
                         .to(s.device, torch::kFloat);
   }
-  if (const auto recipe = recipe_line(o, s.model->options().preprocessing(), weights); !recipe.empty() && first_epoch <= last_epoch) {
+  if (const auto recipe = recipe_line(o, s.model->options(), weights);
+      !recipe.empty() && first_epoch <= last_epoch) {
     s.log(recipe);
   }
 
@@ -449,6 +468,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     NonFiniteWatch watch(s.device, o.on_nonfinite_loss() == NonFiniteLoss::kSkipBatch);
     while (std::optional<Batch> batch = loader.next()) {
       const int64_t first_image = totals.images;
+      seed_global_generators(o.seed(), epoch, first_image);
       auto logits = s.forward(batch->images);
       auto loss = training_loss(logits, batch->labels, class_weights);
       if (watch.finite_now(loss, first_image)) {

@@ -319,6 +319,27 @@ std::string unrecorded_settings_line(const std::string& index_path,
       index_path, fmt::join(names, ", "), fmt::join(used, "; "));
 }
 
+// Refuses a checkpoint whose model differs from the trainer's in a setting that loading the
+// weights would not catch: dropout has no weights, and batch normalisation would show only as
+// a puzzling count of layers.
+void check_same_model(const std::string& json_path, const EmotionNetOptions& current) {
+  if (const auto reason = detail::unreadable_file_reason(json_path); !reason.empty()) {
+    throw WeightsError(fmt::format("{}: {}, expected the checkpoint's model", json_path, reason));
+  }
+  const auto saved = ModelIO::parse_architecture(detail::read_whole_file(json_path), json_path);
+  const auto refuse = [&](const char* setting, const auto& recorded, const auto& given) {
+    throw ConfigError(fmt::format(
+        "{}: {} is {}, but this trainer's model has {}; resume with the model of the first run",
+        json_path, setting, recorded, given));
+  };
+  if (saved.backbone().batch_norm() != current.backbone().batch_norm()) {
+    refuse("batch_norm", saved.backbone().batch_norm(), current.backbone().batch_norm());
+  }
+  if (saved.dropout() != current.dropout()) {
+    refuse("dropout", saved.dropout(), current.dropout());
+  }
+}
+
 }  // namespace
 
 void Trainer::save_checkpoint(const std::string& folder) const { state_->write_checkpoint(folder); }
@@ -370,6 +391,7 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   Json saved = index.json.value("settings", Json::object());
   const auto unrecorded = adopt_unrecorded_settings(saved, current);
   check_same_settings(saved, current, index.path);
+  check_same_model((fs::path(index.step_folder) / "model.json").string(), s.model->options());
 
   // Read and check everything before changing anything.
   const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();
@@ -406,6 +428,11 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
     auto target = s.model->named_parameters();
     for (const auto& item : loaded->named_parameters()) {
       target[item.key()].copy_(item.value());
+    }
+    // The batch normalisations' moving statistics are buffers, not parameters.
+    auto target_buffers = s.model->named_buffers();
+    for (const auto& item : loaded->named_buffers()) {
+      target_buffers[item.key()].copy_(item.value());
     }
   }
   s.history = std::move(history);

@@ -30,6 +30,9 @@ VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options) : optio
       auto conv =
           torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, filters, 3).padding(1).bias(true));
       convolutions_.emplace_back(name, register_module(name, conv));
+      if (options_.batch_norm()) {
+        add_batch_norm(name + "_bn", filters);
+      }
       channels = filters;
     }
     auto pool = torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).stride(2));
@@ -38,11 +41,23 @@ VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options) : optio
   reset_parameters();
 }
 
+void VggFaceBackboneImpl::add_batch_norm(const std::string& name, int64_t channels) {
+  const auto options = torch::nn::BatchNorm2dOptions(channels)
+                           .eps(kBatchNormEpsilon)
+                           .momentum(1.0 - kBatchNormKerasMomentum);
+  batch_norms_.emplace_back(name, register_module(name, torch::nn::BatchNorm2d(options)));
+}
+
 torch::Tensor VggFaceBackboneImpl::forward(torch::Tensor x) {
   size_t next = 0;
   for (int block = 0; block < kBlocks; ++block) {
     for (int layer = 0; layer < kConvolutionsPerBlock[block]; ++layer) {
-      x = convolutions_[next++].second->forward(x).relu_();
+      x = convolutions_[next].second->forward(x);
+      if (!batch_norms_.empty()) {
+        x = batch_norms_[next].second->forward(x);
+      }
+      x = x.relu_();
+      ++next;
     }
     x = pools_[block]->forward(x);
   }
@@ -52,6 +67,9 @@ torch::Tensor VggFaceBackboneImpl::forward(torch::Tensor x) {
 void VggFaceBackboneImpl::reset_parameters() {
   for (auto& [name, conv] : convolutions_) {
     detail::keras_initialize(conv->weight, conv->bias);
+  }
+  for (auto& [name, norm] : batch_norms_) {
+    norm->reset_parameters();  // gamma 1, beta 0 and the moving statistics 0 and 1
   }
 }
 

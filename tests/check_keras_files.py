@@ -11,7 +11,12 @@ height-width-channel order). fvc's probabilities must agree to 1e-6, while the
 same pass with convolution kernels turned by 180 degrees, or with fc7's kernel
 transposed, must not.
 
-Then it rewrites the weights the ways other Keras files hold them, and
+A second network, trained with --batch-norm and --dropout, must hold each
+BatchNormalization layer's gamma, beta, moving_mean and moving_variance in
+Keras's order and shape, and the same numpy pass (inference: moving statistics,
+no dropout) must reproduce its predictions.
+
+Then it rewrites the first network's weights the ways other Keras files hold them, and
 fvc-evaluate must give the same probabilities from each:
   theano   backend attribute 'theano', every kernel turned by 180 degrees
   model    the model.save layout: weights under /model_weights, model_config on the root
@@ -80,6 +85,14 @@ def check_layout(weights, layers):
             side //= 2
         elif kind == "Flatten":
             features = side * side * channels
+        if kind == "BatchNormalization":
+            expected = [f"{name}/{weight}:0"
+                        for weight in ("gamma", "beta", "moving_mean", "moving_variance")]
+            assert weight_names == expected, weight_names
+            for weight in expected:
+                shape = weights[name][weight].shape
+                assert shape == (channels,), f"{weight} has shape {shape}, expected ({channels},)"
+            continue
         if kind not in ("Conv2D", "Dense"):
             assert weight_names == [], f"{name} has weights {weight_names}"
             continue
@@ -114,7 +127,19 @@ def forward(images, layers, weights, flip_kernels=False, transpose_fc7=False):
             for i in range(3):
                 for j in range(3):
                     out += padded[:, i:i + height, j:j + width, :] @ kernel[i, j]
-            x = np.maximum(out + bias, 0.0)
+            x = out + bias
+            if config["activation"] == "relu":
+                x = np.maximum(x, 0.0)
+        elif kind == "BatchNormalization":
+            gamma, beta, mean, variance = (
+                weights[name][f"{name}/{weight}:0"][()].astype(np.float64)
+                for weight in ("gamma", "beta", "moving_mean", "moving_variance"))
+            x = (x - mean) / np.sqrt(variance + config["epsilon"]) * gamma + beta
+        elif kind == "Activation":
+            assert config["activation"] == "relu", config
+            x = np.maximum(x, 0.0)
+        elif kind == "Dropout":
+            pass  # inference: Keras's Dropout passes its input on
         elif kind == "MaxPooling2D":
             n, height, width, c = x.shape
             x = x[:, : height // 2 * 2, : width // 2 * 2, :]
@@ -237,7 +262,28 @@ def main():
             variant_difference = np.abs(probabilities - expected).max()
             print(f"{variant} weights: largest probability difference {variant_difference:.2e}")
             assert variant_difference < TOLERANCE, f"{variant} weights disagree by {variant_difference}"
+
+        check_batch_norm_dropout(finetune, data, folder)
     print("ok")
+
+
+def check_batch_norm_dropout(finetune, data, folder):
+    run = folder / "bn"
+    subprocess.run([finetune, "--data", str(data), "--epochs", "1", "--batch-size", "20",
+                    "--base-filters", "2", "--threads", "1", "--batch-norm", "--dropout", "0.3",
+                    "--out", str(run)], check=True, stdout=subprocess.DEVNULL)
+    layers = json.loads((run / "model.json").read_text())["config"]["layers"]
+    kinds = [layer["class_name"] for layer in layers]
+    assert kinds.count("BatchNormalization") == 13 and kinds.count("Dropout") == 2, kinds
+    with h5py.File(run / "weights.h5", "r") as weights:
+        names = check_layout(weights, layers)
+        images, _ = read_split(data, "PrivateTest")
+        expected = forward(images, layers, weights)
+    _, probabilities = read_predictions(run / "predictions_privatetest.csv")
+    difference = np.abs(probabilities - expected).max()
+    print(f"batch norm and dropout: {len(names)} layers checked; largest probability "
+          f"difference {difference:.2e}")
+    assert difference < TOLERANCE, f"fvc and numpy disagree by {difference}"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ notop weights are (conv1_1 .. pool5, TensorFlow backend, Keras 2.0.4), sized
 for --base-filters 2. fvc-finetune must report 13 layers loaded and fc6, fc7,
 fc8 kept, and after one epoch at a learning rate too small to move anything the
 saved backbone must still hold the file's values while the head must hold what
-the same seed gives without --init-weights.
+the same seed gives without --init-weights. With --batch-norm the same file
+fills the convolutions, and the normalisations are listed as kept.
 
 Then the refusals: a file with none of the model's layer names, a file made
 for other filter counts (with and without --skip-mismatch) and --init-weights
@@ -106,6 +107,17 @@ def main():
         assert head < TOLERANCE, f"the head differs from the seeded one by {head}"
         print(f"backbone holds the file's values to {backbone:.1e}, the head the seeded ones "
               f"to {head:.1e}")
+
+        result = finetune(program, folder / "bn", "--init-weights", notop, "--batch-norm")
+        normalisations = [f"{name}_bn" for name in BACKBONE]
+        expected = (f"init weights: {notop}: loaded 13 layers ({', '.join(BACKBONE)}); "
+                    f"kept 16 as initialised ({', '.join(normalisations + HEAD)})")
+        assert expected in result.stdout.splitlines(), result.stdout
+        weights = folder / "bn" / "weights.h5"
+        backbone = max(largest_difference(layer_weights(weights, name), kernels[name])
+                       for name in BACKBONE)
+        assert backbone < TOLERANCE, f"the normalised backbone differs by {backbone}"
+        print("--batch-norm: the file fills the convolutions, the normalisations are kept")
 
         renamed = folder / "renamed.h5"
         write_notop(renamed, prefix="block")

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Checks that fvc-finetune --resume continues with the recipe its checkpoint recorded.
 
-A first run trains a narrow network for one epoch on the built-in synthetic faces with
---augment, --sampling, --seed and --batch-size away from their defaults. --resume without
-those flags must train the second epoch with all of them: the trainer logs the batch size
-and the augmentation and sampling it uses, and the Training split, drawn with the seed,
-must be the first run's. A flag given again with the checkpoint's value is accepted; one
+A first run trains a narrow network with batch normalisation and dropout for one epoch on
+the built-in synthetic faces with --augment, --sampling, --seed and --batch-size away from
+their defaults. --resume without those flags must train the second epoch with all of them:
+the trainer logs the batch size and the network, augmentation and sampling it uses, and the
+Training split, drawn with the seed, must be the first run's. A flag given again with the checkpoint's value is accepted; one
 that contradicts the checkpoint ends the program with status 1 before any data is read, and
 the message names the flag and both values.
 
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from program_runs import run_checked
 
-RECIPE_LINE = "augmentation crop 2, flip; sampling balanced (with replacement)"
+RECIPE_LINE = ("batch normalisation; dropout 0.25; augmentation crop 2, flip; "
+               "sampling balanced (with replacement)")
 
 
 def finetune(program, *options, status=0):
@@ -38,16 +39,25 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder) / "run"
         first = finetune(program, "--epochs", "1", "--batch-size", "20", "--seed", "5",
-                         "--augment", "flip,crop=2", "--sampling", "balanced", "--out", run)
+                         "--augment", "flip,crop=2", "--sampling", "balanced", "--batch-norm",
+                         "--dropout", "0.25", "--out", run)
         assert RECIPE_LINE in first.stdout.splitlines(), first.stdout
 
-        resumed = finetune(program, "--resume", run, "--epochs", "2", "--sampling", "balanced")
+        resumed = finetune(program, "--resume", run, "--epochs", "2", "--sampling", "balanced",
+                           "--batch-norm")
         assert RECIPE_LINE in resumed.stdout.splitlines(), resumed.stdout
         assert "  batch 20  " in line_starting(resumed.stdout, "device "), resumed.stdout
         assert (line_starting(resumed.stdout, "Training") ==
                 line_starting(first.stdout, "Training")), resumed.stdout
         line_starting(resumed.stdout, "epoch 2/2 ")
         print(f"resumed with: {RECIPE_LINE}, batch 20, seed 5")
+
+        plain = Path(folder) / "plain"
+        finetune(program, "--epochs", "1", "--batch-size", "20", "--out", plain)
+        refused = finetune(program, "--resume", plain, "--epochs", "2", "--batch-norm", status=1)
+        expected = (f"error: --batch-norm is on, but the checkpoint in {plain / 'checkpoint'} has "
+                    "off; leave --batch-norm out to resume with the checkpoint's")
+        assert refused.stderr.strip() == expected, refused.stderr
 
         checkpoint = run / "checkpoint"
         refused = finetune(program, "--resume", run, "--epochs", "3", "--augment", "flip",
@@ -60,6 +70,11 @@ def main():
         assert f"error: --batch-size is 25, but the checkpoint in {checkpoint} has 20;" \
             in refused.stderr, refused.stderr
         assert "read " not in refused.stdout, refused.stdout
+        refused = finetune(program, "--resume", run, "--epochs", "3", "--dropout", "0.5",
+                           status=1)
+        expected = (f"error: --dropout is 0.5, but the checkpoint in {checkpoint} has 0.25; "
+                    "leave --dropout out to resume with the checkpoint's")
+        assert refused.stderr.strip() == expected, refused.stderr
     print("ok")
 
 

@@ -487,3 +487,206 @@ TEST_CASE("ModelIO exports TorchScript that runs without fvc's classes", "[io]")
   CHECK(torch::allclose(scripted, model->probabilities(images), 1e-5, 1e-7));
   CHECK(ModelIO::to_network(model)->parameter_count() == model->parameter_count());
 }
+
+namespace {
+
+fvc::EmotionNetOptions batch_norm_dropout_options() {
+  auto options = small_net_options().dropout(0.4);
+  options.backbone().batch_norm(true);
+  return options;
+}
+
+// A small batch-normalised model whose normalisations hold values of their own: random gamma
+// and beta, moving statistics from a few training passes.
+fvc::EmotionNet batch_norm_model() {
+  fvc::EmotionNet model(batch_norm_dropout_options());
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, norm] : model->backbone->batch_norms()) {
+    norm->weight.uniform_(0.5, 1.5);
+    norm->bias.uniform_(-0.2, 0.2);
+  }
+  const auto images = fvc::Dataset::preprocess(fvc::Dataset::synthetic(40, 3).images());
+  for (int pass = 0; pass < 3; ++pass) {
+    model->forward(images);
+  }
+  model->eval();
+  return model;
+}
+
+bool same_buffers(const fvc::EmotionNet& a, const fvc::EmotionNet& b) {
+  const auto expected = a->named_buffers();
+  for (const auto& item : b->named_buffers()) {
+    const bool counter = item.key().find("num_batches_tracked") != std::string::npos;
+    if (!counter && !torch::equal(item.value(), expected[item.key()])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("ModelIO round trip keeps batch normalisation and dropout exactly", "[io]") {
+  torch::manual_seed(41);
+  TempDir dir;
+  auto model = batch_norm_model();
+  const auto images = fvc::Dataset::preprocess(fvc::Dataset::synthetic(20, 1).images());
+  torch::NoGradGuard no_grad;
+  const auto before = model->probabilities(images);
+
+  SECTION("architecture JSON and save_weights file") {
+    ModelIO::save(model, dir.path("m.json"), dir.path("m.h5"));
+    auto reloaded = ModelIO::load(dir.path("m.json"), dir.path("m.h5"));
+    reloaded->eval();
+
+    CHECK(reloaded->options().backbone().batch_norm());
+    CHECK(reloaded->options().dropout() == 0.4);
+    CHECK(same_parameters(model, reloaded));
+    CHECK(same_buffers(model, reloaded));
+    CHECK(torch::equal(before, reloaded->probabilities(images)));
+  }
+  SECTION("one model.save file") {
+    ModelIO::save_model(model, dir.path("model.h5"));
+    auto reloaded = ModelIO::load(dir.path("model.h5"));
+    reloaded->eval();
+
+    CHECK(same_buffers(model, reloaded));
+    CHECK(torch::equal(before, reloaded->probabilities(images)));
+  }
+}
+
+TEST_CASE("ModelIO writes batch normalisation and dropout as Keras 2 layers", "[io]") {
+  TempDir dir;
+  const fvc::EmotionNet model(batch_norm_dropout_options());
+
+  const auto text = ModelIO::architecture_json(model);
+  ModelIO::save_weights(model, dir.path("w.h5"));
+  const fvc::detail::KerasWeightsFile file(dir.path("w.h5"), ModelIO::kFormatVersion);
+
+  // The convolution turns linear, its normalisation and then its ReLU follow as layers.
+  CHECK_THAT(text,
+             Catch::Contains(R"("padding":"same","data_format":"channels_last",)"
+                             R"("dilation_rate":[1,1],"activation":"linear","use_bias":true)"));
+  CHECK_THAT(text,
+             Catch::Contains(R"({"name":"conv1_1_bn","class_name":"BatchNormalization","config":)"
+                             R"({"name":"conv1_1_bn","trainable":true,"axis":-1,"momentum":0.99,)"
+                             R"("epsilon":0.001,"center":true,"scale":true,)"
+                             R"("beta_initializer":{"class_name":"Zeros","config":{}},)"
+                             R"("gamma_initializer":{"class_name":"Ones","config":{}},)"
+                             R"("moving_mean_initializer":{"class_name":"Zeros","config":{}},)"
+                             R"("moving_variance_initializer":{"class_name":"Ones","config":{}},)"
+                             R"("beta_regularizer":null,"gamma_regularizer":null,)"
+                             R"("beta_constraint":null,"gamma_constraint":null},)"
+                             R"("inbound_nodes":[[["conv1_1",0,0,{}]]]})"));
+  CHECK_THAT(text,
+             Catch::Contains(R"({"name":"conv1_1_relu","class_name":"Activation","config":)"
+                             R"({"name":"conv1_1_relu","trainable":true,"activation":"relu"},)"
+                             R"("inbound_nodes":[[["conv1_1_bn",0,0,{}]]]})"));
+  CHECK_THAT(text, Catch::Contains(R"({"name":"fc7_dropout","class_name":"Dropout","config":)"
+                                   R"({"name":"fc7_dropout","trainable":true,"rate":0.4},)"
+                                   R"("inbound_nodes":[[["fc7",0,0,{}]]]})"));
+  CHECK_THAT(text, Catch::Contains(R"({"name":"fc8","class_name":"Dense")"
+                                   R"(,"config":{"name":"fc8","trainable":true,"units":7,)"));
+  CHECK_THAT(text, Catch::Contains(R"("inbound_nodes":[[["fc7_dropout",0,0,{}]]]})"));
+  // Keras's order and layout of a BatchNormalization layer's weights: four vectors.
+  const auto& layers = file.weighted_layers();
+  REQUIRE(layers.size() == 13 * 2 + 3);
+  CHECK(layers[1].name == "conv1_1_bn");
+  std::vector<std::string> names;
+  for (const auto& weight : layers[1].weights) {
+    names.push_back(weight.name);
+    CHECK(weight.shape == std::vector<int64_t>{8});
+  }
+  const bool keras_names =
+      names == std::vector<std::string>{"conv1_1_bn/gamma:0", "conv1_1_bn/beta:0",
+                                        "conv1_1_bn/moving_mean:0", "conv1_1_bn/moving_variance:0"};
+  CHECK(keras_names);
+}
+
+TEST_CASE("ModelIO keeps the study's architecture free of normalisation and dropout layers",
+          "[io]") {
+  const auto text = ModelIO::architecture_json(fvc::EmotionNet(small_net_options()));
+
+  CHECK_THAT(text, !Catch::Contains("BatchNormalization"));
+  CHECK_THAT(text, !Catch::Contains("Dropout"));
+  CHECK_THAT(text, !Catch::Contains("Activation"));
+  CHECK_THAT(text, Catch::Contains(R"("activation":"relu","use_bias":true)"));
+}
+
+TEST_CASE("ModelIO refuses batch normalisation or dropout it would not build alike", "[io]") {
+  const auto text = ModelIO::architecture_json(fvc::EmotionNet(batch_norm_dropout_options()));
+
+  SECTION("another epsilon") {
+    REQUIRE_THROWS_WITH(
+        ModelIO::parse_architecture(replaced(text, R"("epsilon":0.001)", R"("epsilon":0.00002)"),
+                                    "bn.json"),
+        "bn.json: layer 'conv1_1_bn' has epsilon 2e-05, expected 0.001");
+  }
+  SECTION("two dropout rates") {
+    REQUIRE_THROWS_WITH(ModelIO::parse_architecture(
+                            replaced(text, R"("name":"fc7_dropout","trainable":true,"rate":0.4)",
+                                     R"("name":"fc7_dropout","trainable":true,"rate":0.3)"),
+                            "dropout.json"),
+                        "dropout.json: layer 'fc7_dropout' has rate 0.3, expected 0.4");
+  }
+  SECTION("a convolution without its normalisation") {
+    REQUIRE_THROWS_WITH(
+        ModelIO::parse_architecture(replaced(text,
+                                             R"("name":"conv2_1_bn","class_name":)"
+                                             R"("BatchNormalization")",
+                                             R"("name":"conv2_1_bn","class_name":"Dropout")"),
+                                    "missing.json"),
+        "missing.json: layer 'conv2_1_bn' (class Dropout) found, expected BatchNormalization "
+        "'conv2_1_bn'");
+  }
+}
+
+TEST_CASE("ModelIO loads VGGFace notop weights into a batch-normalised backbone", "[io]") {
+  torch::manual_seed(42);
+  TempDir dir;
+  const auto path = dir.path("notop.h5");
+  const auto kernels = write_notop_file(path, 8);
+  auto model = batch_norm_model();
+  const auto norm = model->backbone->batch_norms()[4].second;  // conv3_1_bn
+
+  const auto report = ModelIO::load_weights(model, path, fvc::WeightLoadOptions().by_name(true));
+
+  CHECK(report.loaded.size() == 13);
+  REQUIRE(report.kept.size() == 16);
+  CHECK(report.kept[0].layer == "conv1_1_bn");
+  CHECK(report.kept[0].reason == "not in the file");
+  CHECK(report.kept[12].layer == "conv5_3_bn");
+  CHECK(report.kept[15].layer == "fc8");
+  CHECK(torch::equal(keras_conv1_1(model), kernels.at("conv1_1")));
+  // The normalisations keep what they had; a fresh model's are the identity.
+  CHECK_FALSE(torch::equal(norm->running_mean, torch::zeros({32})));
+  fvc::EmotionNet fresh(batch_norm_dropout_options());
+  ModelIO::load_weights(fresh, path, fvc::WeightLoadOptions().by_name(true));
+  for (const auto& [name, fresh_norm] : fresh->backbone->batch_norms()) {
+    INFO(name);
+    CHECK(torch::equal(fresh_norm->weight, torch::ones_like(fresh_norm->weight)));
+    CHECK(torch::equal(fresh_norm->bias, torch::zeros_like(fresh_norm->bias)));
+    CHECK(torch::equal(fresh_norm->running_mean, torch::zeros_like(fresh_norm->running_mean)));
+    CHECK(torch::equal(fresh_norm->running_var, torch::ones_like(fresh_norm->running_var)));
+  }
+}
+
+TEST_CASE("ModelIO exports a batch-normalised model to TorchScript and KerasNetwork", "[io]") {
+  torch::manual_seed(43);
+  TempDir dir;
+  auto model = batch_norm_model();
+  torch::NoGradGuard no_grad;
+  const auto images = fvc::Dataset::preprocess(fvc::Dataset::synthetic(10, 2).images());
+  const auto expected = model->probabilities(images);
+
+  ModelIO::export_torchscript(model, dir.path("model.pt"));
+  auto scripted = torch::jit::load(dir.path("model.pt"));
+  auto network = ModelIO::to_network(model);
+
+  CHECK(torch::allclose(scripted.forward({images}).toTensor(), expected, 1e-5, 1e-7));
+  CHECK(torch::allclose(network->forward(images), expected, 1e-5, 1e-7));
+  CHECK(network->parameter_count() == model->parameter_count());
+  // The network carries the normalisations and dropout: in train mode it computes otherwise.
+  network->train();
+  CHECK_FALSE(torch::allclose(network->forward(images), expected, 1e-3, 1e-5));
+}

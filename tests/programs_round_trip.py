@@ -12,7 +12,9 @@ images prepared by hand and through its own preprocess method.
 
 A second run uses --preprocessing vggface_means: model.json records it, and
 fvc-evaluate and the TorchScript archive must prepare the images that way
-unasked to reproduce the scores. A resume that names another preprocessing and
+unasked to reproduce the scores. A third adds --batch-norm and --dropout: the
+programs must say so, and the model.save copy and the TorchScript archive must
+reproduce its scores with the moving statistics and without dropout. A resume that names another preprocessing and
 a start from a broken --init-weights file are refused, the latter without
 leaving an empty output folder.
 
@@ -173,6 +175,7 @@ def main():
              "--out", folder / "evaluate-refused"], 2,
             "fvc-evaluate on a JSON model without weights")
         check_vggface_means(finetune, convert, evaluate, folder, common)
+        check_batch_norm_dropout(finetune, convert, evaluate, folder, common)
         check_refused_starts(finetune, folder, common)
     print("ok")
 
@@ -210,6 +213,32 @@ def check_vggface_means(finetune, convert, evaluate, folder, common):
     assert "--preprocessing is unit_range, but the checkpoint in" in refused.stderr, \
         refused.stderr
     assert "has vggface_means; leave --preprocessing out" in refused.stderr, refused.stderr
+
+
+def check_batch_norm_dropout(finetune, convert, evaluate, folder, common):
+    run_folder = folder / "bn"
+    trained = run([finetune, *common, "--epochs", "1", "--batch-size", "20", "--base-filters",
+                   "2", "--batch-norm", "--dropout", "0.3", "--out", run_folder], 0,
+                  "fvc-finetune --batch-norm --dropout")
+    assert "batch normalisation; dropout 0.3" in trained.stdout.splitlines(), trained.stdout
+    expected_score = score_line(trained.stdout, "fvc-finetune --batch-norm --dropout")
+    expected = read_predictions(run_folder / "predictions_privatetest.csv")
+
+    converted = run([convert, "--model", run_folder / "model.json", "--weights",
+                     run_folder / "weights.h5", "--to-model", run_folder / "model.h5",
+                     "--torchscript", run_folder / "model.pt"], 0, "fvc-convert --batch-norm")
+    assert "13 BatchNormalization layers, dropout 0.3" in converted.stdout, converted.stdout
+    out = folder / "evaluate-bn"
+    scored = run([evaluate, "--model", run_folder / "model.h5", *common, "--split",
+                  "PrivateTest", "--out", out], 0, "fvc-evaluate on --batch-norm --dropout")
+    assert "batch_norm on, dropout 0.3" in scored.stdout, scored.stdout
+    score = score_line(scored.stdout, "fvc-evaluate on --batch-norm --dropout")
+    assert score == expected_score, f"batch norm: '{score}', fvc-finetune '{expected_score}'"
+    difference = largest_difference(read_predictions(out / "predictions_privatetest.csv"),
+                                    expected)
+    print(f"batch norm and dropout: {score}; largest probability difference {difference:.2e}")
+    assert difference < TOLERANCE, f"batch norm: probabilities disagree by {difference}"
+    check_torchscript(run_folder / "model.pt", common[1], expected, "unit_range")
 
 
 def check_refused_starts(finetune, folder, common):

@@ -114,12 +114,12 @@ TEST_CASE("Trainer counts epochs in all so a second fit has nothing left to do",
 namespace {
 
 // Trains a fresh small net for `epochs` in all, starting from `checkpoint` when it is given.
-std::pair<std::vector<fvc::EpochStats>, fvc::EmotionNet> run(int64_t epochs,
-                                                             const std::string& save_to,
-                                                             const std::string& resume_from) {
+std::pair<std::vector<fvc::EpochStats>, fvc::EmotionNet> run(
+    int64_t epochs, const std::string& save_to, const std::string& resume_from,
+    const fvc::EmotionNetOptions& net_options = small_net_options()) {
   torch::manual_seed(resume_from.empty() ? 21 : 99);  // a resumed run must not depend on its start
   const auto data = fvc::Dataset::synthetic(420, 8);
-  fvc::EmotionNet net(small_net_options());
+  fvc::EmotionNet net(net_options);
   fvc::Trainer trainer(net, quick_options().epochs(epochs).threads(1).checkpoint_dir(save_to));
   if (!resume_from.empty()) {
     trainer.load_checkpoint(resume_from);
@@ -134,10 +134,16 @@ TEST_CASE("Trainer resumed from a checkpoint ends exactly like an uninterrupted 
           "[training]") {
   TempDir dir;
   const auto checkpoint = dir.path("checkpoint");
+  auto net_options = small_net_options();
+  SECTION("the study's network") {}
+  SECTION("with batch normalisation and dropout") {
+    // Dropout draws from the global generator, and the moving statistics live in buffers.
+    net_options.dropout(0.3).backbone().batch_norm(true);
+  }
 
-  const auto [straight, straight_net] = run(3, "", "");
-  run(1, checkpoint, "");
-  const auto [resumed, resumed_net] = run(3, checkpoint, checkpoint);
+  const auto [straight, straight_net] = run(3, "", "", net_options);
+  run(1, checkpoint, "", net_options);
+  const auto [resumed, resumed_net] = run(3, checkpoint, checkpoint, net_options);
 
   REQUIRE(resumed.size() == 3);
   for (size_t i = 0; i < 3; ++i) {
@@ -152,10 +158,21 @@ TEST_CASE("Trainer resumed from a checkpoint ends exactly like an uninterrupted 
     INFO(item.key());
     CHECK(torch::equal(item.value(), expected[item.key()]));
   }
+  auto expected_buffers = straight_net->named_buffers();
+  for (const auto& item : resumed_net->named_buffers()) {
+    INFO(item.key());
+    // A count of batches that Keras files do not hold and that momentum 0.01 makes unused.
+    if (item.key().find("num_batches_tracked") == std::string::npos) {
+      CHECK(torch::equal(item.value(), expected_buffers[item.key()]));
+    }
+  }
   // Only the newest epoch's files remain, next to the index.
   CHECK(std::filesystem::exists(checkpoint + "/step-00000021/optimizer.pt"));
   CHECK_FALSE(std::filesystem::exists(checkpoint + "/step-00000007"));
-  CHECK(fvc::Trainer::checkpoint_architecture(checkpoint).hidden_units() == 64);
+  const auto architecture = fvc::Trainer::checkpoint_architecture(checkpoint);
+  CHECK(architecture.hidden_units() == 64);
+  CHECK(architecture.backbone().batch_norm() == net_options.backbone().batch_norm());
+  CHECK(architecture.dropout() == net_options.dropout());
 }
 
 TEST_CASE("Trainer never overwrites the checkpoint folder that checkpoint.json names",
@@ -249,6 +266,24 @@ TEST_CASE("Trainer refuses a checkpoint it cannot continue and stays unchanged",
     fvc::testing::write_file(checkpoint + "/step-00000007/optimizer.pt", "not a tensor archive");
     fvc::Trainer trainer(net, quick_options());
     REQUIRE_THROWS_AS(trainer.load_checkpoint(checkpoint), fvc::WeightsError);
+    CHECK(trainer.history().empty());
+  }
+  SECTION("a network with dropout") {
+    fvc::Trainer trainer(fvc::EmotionNet(small_net_options().dropout(0.5)), quick_options());
+    REQUIRE_THROWS_AS(trainer.load_checkpoint(checkpoint), fvc::ConfigError);
+    REQUIRE_THROWS_WITH(trainer.load_checkpoint(checkpoint),
+                        checkpoint +
+                            "/step-00000007/model.json: dropout is 0, but this trainer's model "
+                            "has 0.5; resume with the model of the first run");
+  }
+  SECTION("a batch-normalised network") {
+    auto normalised = small_net_options();
+    normalised.backbone().batch_norm(true);
+    fvc::Trainer trainer(fvc::EmotionNet(normalised), quick_options());
+    REQUIRE_THROWS_WITH(trainer.load_checkpoint(checkpoint),
+                        checkpoint +
+                            "/step-00000007/model.json: batch_norm is false, but this trainer's "
+                            "model has true; resume with the model of the first run");
     CHECK(trainer.history().empty());
   }
   SECTION("a wider network") {

@@ -23,6 +23,7 @@
 // (initialisers, regularisers, constraints) are written back as they were
 // read; a Sequential model comes back as the equivalent functional Model.
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,29 @@ void warn_if_not_finite(const fvc::KerasNetwork& network) {
   }
 }
 
+// ", 13 BatchNormalization layers, dropout 0.5" for the layers a model trains differently
+// with; empty for a model without them.
+std::string regularisation(const std::vector<fvc::KerasLayer>& layers) {
+  int normalisations = 0;
+  std::vector<double> rates;
+  for (const auto& layer : layers) {
+    normalisations += layer.kind == fvc::LayerKind::kBatchNormalization;
+    if (layer.kind == fvc::LayerKind::kDropout &&
+        std::find(rates.begin(), rates.end(), layer.rate) == rates.end()) {
+      rates.push_back(layer.rate);
+    }
+  }
+  std::string text;
+  if (normalisations > 0) {
+    text += fmt::format(", {} BatchNormalization layer{}", normalisations,
+                        normalisations == 1 ? "" : "s");
+  }
+  if (!rates.empty()) {
+    text += fmt::format(", dropout {}", fmt::join(rates, ", "));
+  }
+  return text;
+}
+
 int run(const Settings& s) {
   const bool json = is_json_file(s.model);
   const fvc::KerasNetwork network = load(s, json);
@@ -121,9 +145,9 @@ int run(const Settings& s) {
   for (const auto& row : network->summary_rows()) {
     total += row.trainable_parameters + row.fixed_parameters;
   }
-  fmt::print("read {}: {} layers, {} parameters ({} trainable), preprocessing {}\n", source,
+  fmt::print("read {}: {} layers, {} parameters ({} trainable){}, preprocessing {}\n", source,
              layers.size(), with_commas(total), with_commas(network->parameter_count()),
-             fvc::preprocessing_name(network->preprocessing()));
+             regularisation(layers), fvc::preprocessing_name(network->preprocessing()));
   warn_if_not_finite(network);
   if (json && s.weights.empty()) {
     fmt::print("no --weights: the weights are Glorot-initialised, not trained\n");

@@ -126,9 +126,11 @@ int run(const Settings& s) {
 
   // The model first: a bad file should not wait for the data to load.
   fvc::EmotionNet model = load_model(s);
-  fmt::print("loaded {} ({} parameters, preprocessing {})\n",
+  const auto& architecture = model->options();
+  fmt::print("loaded {} ({} parameters, batch_norm {}, dropout {}, preprocessing {})\n",
              s.weights.empty() ? s.model : s.weights, model->parameter_count(),
-             fvc::preprocessing_name(model->options().preprocessing()));
+             architecture.backbone().batch_norm() ? "on" : "off", architecture.dropout(),
+             fvc::preprocessing_name(architecture.preprocessing()));
 
   const fvc::Dataset all = fvc_examples::load_data(
       {s.data, s.images, s.cache, s.synthetic, 1},

@@ -17,10 +17,13 @@
 //   fvc-finetune --data fer2013.csv.gz --init-weights rcmalli_vggface_tf_notop_vgg16.h5 \
 //                --preprocessing vggface_means
 //   fvc-finetune --images fer2013-images --augment flip,crop --class-weights balanced
+//   fvc-finetune --data fer2013.csv.gz --batch-norm --dropout 0.5
 //
 // --images reads FER2013 as image folders, DIR/<split>/<emotion>/<image>. --augment, --sampling
 // and --class-weights change the study's recipe: random changes to each training batch, rows
 // drawn so that every emotion is equally frequent, or a loss that weighs the rare ones more.
+// --batch-norm and --dropout change the network: batch normalisation after every convolution,
+// dropout after fc6 and fc7. model.json records both, for fvc-evaluate and --resume.
 //
 // --init-weights starts from pretrained Keras weights, loaded by layer name
 // as the study loaded keras-vggface's VGG16 "notop" file: its conv1_1 ..
@@ -32,7 +35,8 @@
 // pressed twice it ends the program at once. The run continues with
 // --resume <its --out folder> from the last checkpoint written (none exists
 // before the first epoch ends or the first Ctrl-C), with the seed, batch size,
-// learning rate, --augment, --sampling and --class-weights the checkpoint recorded.
+// learning rate, --augment, --sampling and --class-weights the checkpoint recorded, and the
+// network it was training (--base-filters, --batch-norm, --dropout, --preprocessing).
 //
 // A training loss that becomes NaN or infinite stops the run with status 5 and leaves the
 // last epoch's checkpoint as it was; --skip-nonfinite-batches leaves such batches out instead.
@@ -132,6 +136,8 @@ struct Settings {
   std::string device = "auto";
   int64_t seed = 1;
   int64_t base_filters = 64;
+  bool batch_norm = false;
+  double dropout = 0.0;
   std::string resume;
   std::string init_weights;
   bool skip_mismatch = false;
@@ -253,6 +259,16 @@ const CLI::Validator kLearningRateRange(
     },
     "in (0, 10]");
 
+const CLI::Validator kDropoutRange(
+    [](std::string& text) -> std::string {
+      double value = 0.0;
+      if (!CLI::detail::lexical_cast(text, value) || !(value >= 0.0 && value < 1.0)) {
+        return "value " + text + " is not a fraction in [0, 1)";
+      }
+      return "";
+    },
+    "in [0, 1)");
+
 void add_options(CLI::App& app, Settings& s) {
   auto* data = app.add_option("--data", s.data,
                               "FER2013 CSV, plain or .gz (emotion,pixels,Usage); "
@@ -290,7 +306,8 @@ void add_options(CLI::App& app, Settings& s) {
       app.add_option("--resume", s.resume,
                      "Continue the run whose --out folder is DIR from its last checkpoint (written "
                      "after every epoch and on Ctrl-C) and write into it; give the same data. "
-                     "--base-filters and --preprocessing are then taken from DIR, and so are "
+                     "--base-filters, --batch-norm, --dropout and --preprocessing are then taken "
+                     "from DIR, and so are "
                      "--seed, --batch-size, --lr, --augment, --sampling and --class-weights, "
                      "refused when given with other values");
   resume->check(CLI::ExistingDirectory)->excludes(out);
@@ -298,8 +315,9 @@ void add_options(CLI::App& app, Settings& s) {
       "--init-weights", s.init_weights,
       "Start from the weights in this Keras save_weights or model.save file, loaded by layer "
       "name (Keras's by_name=True): VGGFace 'notop' weights fill conv1_1 .. conv5_3 and fc6, "
-      "fc7, fc8 keep their seeded initialisation. Layers the file lacks are listed; a file "
-      "that fills no layer at all ends the program with status 1");
+      "fc7, fc8 keep their seeded initialisation (so do --batch-norm's normalisations). Layers "
+      "the file lacks are listed; a file that fills no layer at all ends the program with "
+      "status 1");
   init_weights->check(CLI::ExistingFile)->excludes(resume);
   app.add_flag("--skip-mismatch", s.skip_mismatch,
                "With --init-weights: keep a layer whose shapes differ from the file's as "
@@ -381,6 +399,14 @@ void add_options(CLI::App& app, Settings& s) {
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
+  app.add_flag("--batch-norm", s.batch_norm,
+               "Batch normalisation after every convolution, before its ReLU (Keras's settings: "
+               "momentum 0.99, epsilon 1e-3); --init-weights still fills the convolutions");
+  app.add_option("--dropout", s.dropout,
+                 "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
+                 "study's)")
+      ->capture_default_str()
+      ->check(kDropoutRange);
 }
 
 // What a run whose loss stopped being finite can do next.
@@ -600,7 +626,8 @@ void refuse_to_overwrite_a_run(const Settings& s, const std::string& out,
 fvc::EmotionNetOptions new_model_options(const Settings& s) {
   auto options = fvc::EmotionNetOptions().preprocessing(fvc::preprocessing_from_name(
       s.preprocessing.empty() ? "unit_range" : s.preprocessing));
-  options.backbone().base_filters(s.base_filters);
+  options.backbone().base_filters(s.base_filters).batch_norm(s.batch_norm);
+  options.dropout(s.dropout);
   return options;
 }
 
@@ -612,6 +639,10 @@ fvc::EmotionNetOptions resumed_model_options(const Settings& s, const CLI::App& 
                     std::string(fvc::preprocessing_name(options.preprocessing())), checkpoint);
   check_flag_agrees(app, "--base-filters", std::to_string(s.base_filters),
                     std::to_string(options.backbone().base_filters()), checkpoint);
+  check_flag_agrees(app, "--batch-norm", s.batch_norm ? "on" : "off",
+                    options.backbone().batch_norm() ? "on" : "off", checkpoint);
+  check_flag_agrees(app, "--dropout", fmt::format("{}", s.dropout),
+                    fmt::format("{}", options.dropout()), checkpoint);
   return options;
 }
 

@@ -21,6 +21,9 @@ struct EmotionNetOptions {
   TORCH_ARG(int64_t, hidden_units) = 512;
   /// Output classes.
   TORCH_ARG(int64_t, classes) = kNumEmotions;
+  /// Dropout after fc6's and fc7's ReLU while training, in [0, 1); 0 (the study's): none.
+  /// See `EmotionHeadOptions::dropout`.
+  TORCH_ARG(double, dropout) = 0.0;
   /// How images are prepared for this model: `Trainer` trains and scores it on input prepared
   /// so, and `ModelIO` saves the choice with the architecture.
   TORCH_ARG(Preprocessing, preprocessing) = Preprocessing::kUnitRange;
@@ -28,7 +31,8 @@ struct EmotionNetOptions {
 
 /// The finetune model: `VggFaceBackbone` followed by `EmotionHead`, the
 /// network of the reference study (15,243,591 parameters with defaults).
-/// Registered as submodules `backbone` and `head`.
+/// Registered as submodules `backbone` and `head`. Batch normalisation in the backbone
+/// (`backbone().batch_norm()`) and dropout in the head are off by default.
 ///
 /// NOTE: one model may serve inference from several threads at once once it is in eval mode
 /// (`eval()`, which `ModelIO::load` does not do for you) and each thread holds its own
@@ -36,6 +40,7 @@ struct EmotionNetOptions {
 /// `to()` and loading weights change the model and need it to themselves.
 class EmotionNetImpl : public torch::nn::Module {
  public:
+  /// Throws `ConfigError` for sizes the parts refuse or a dropout outside [0, 1).
   explicit EmotionNetImpl(EmotionNetOptions options = {});
 
   /// Images (N, C, side, side) to logits (N, classes).

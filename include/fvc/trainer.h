@@ -158,10 +158,11 @@ struct TrainerOptions {
 /// and on CPU with the same seed and thread count ends with the same history
 /// and weights, to the last bit, as a run that was never stopped: the batch
 /// order depends only on seed and epoch, and the checkpoint holds the exact
-/// weights and Adam moments. Augmentation is drawn from the seed, the epoch and
-/// the batch's place in it, so it resumes the same way. Early stopping and the best
-/// model (`TrainerOptions::best_model_dir`) are decided from the history, so they resume the
-/// same way too.
+/// weights and Adam moments. Augmentation and dropout are drawn from the seed, the epoch and
+/// the batch's place in it, so they resume the same way; the checkpoint's model holds the
+/// batch normalisations' moving statistics. Early stopping and the best model
+/// (`TrainerOptions::best_model_dir`) are decided from the history, so they resume the same
+/// way too.
 ///
 /// NOTE: a trainer is not thread-safe, except `request_stop`. A process that
 /// is killed rather than asked to stop loses the work since its last
@@ -191,6 +192,12 @@ class Trainer {
   /// the device anyway (the progress callback, a stop request, the end of the epoch), so the
   /// model in memory may have taken a few bad steps; `kSkipBatch` reads each loss at once,
   /// one synchronisation per batch.
+  ///
+  /// NOTE: before every training batch, `fit` reseeds LibTorch's global generators (the CPU's
+  /// and, where there are GPUs, CUDA's; `torch::manual_seed`) from the seed, the epoch and the
+  /// batch's place in it, so that dropout draws the same masks in a resumed run. Code that
+  /// draws from them after `fit` gets a stream that depends on the last batch, not on any
+  /// seed it set before.
   std::vector<EpochStats> fit(const Dataset& train, const Dataset& validation);
 
   /// Scores the model on `data` in eval mode without gradients. With test-time augmentation
@@ -237,7 +244,8 @@ class Trainer {
   /// Restores a checkpoint written by `save_checkpoint` into this trainer's
   /// model and optimizer. Throws `ConfigError` naming the first setting of the
   /// recipe (seed, batch size, Adam's settings, each augmentation setting,
-  /// sampling, class weights) that differs from this trainer's, `WeightsError`
+  /// sampling, class weights) that differs from this trainer's, or the model's
+  /// batch_norm or dropout when they differ from the checkpoint's; `WeightsError`
   /// for missing or damaged files; the trainer is unchanged then. A checkpoint
   /// written before the augmentation, sampling and class weights were recorded
   /// resumes with this trainer's, and the log says so in one line.

@@ -6,6 +6,7 @@
 
 #include <torch/arg.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/pooling.h>
 #include <torch/nn/pimpl.h>
@@ -19,7 +20,16 @@ struct VggFaceBackboneOptions {
   /// Filters of block 1; blocks 2..5 have 2, 4, 8 and 8 times as many.
   /// 64 is VGGFace. Smaller values give a narrow copy for tests and demos.
   TORCH_ARG(int64_t, base_filters) = 64;
+  /// Follow every convolution with batch normalisation, before its ReLU. The convolutions
+  /// keep their biases, so VGGFace weights still fill them; see `VggFaceBackboneImpl`.
+  /// Off by default, as in VGGFace and the study.
+  TORCH_ARG(bool, batch_norm) = false;
 };
+
+/// BatchNormalization settings of the backbone, Keras's defaults: Keras's momentum 0.99 is
+/// LibTorch's 0.01 (LibTorch weighs the new batch by its momentum, Keras the old average).
+inline constexpr double kBatchNormEpsilon = 1e-3;
+inline constexpr double kBatchNormKerasMomentum = 0.99;
 
 /// The convolutional part of VGGFace (VGG16): five blocks of 3x3 convolutions
 /// with same padding and ReLU (2, 2, 3, 3, 3 of them), each closed by a 2x2
@@ -29,6 +39,14 @@ struct VggFaceBackboneOptions {
 /// Kernels start Glorot-uniform and biases zero, as the Keras model does,
 /// rather than with LibTorch's defaults. A 48x48 input leaves a 1x1 map of
 /// 8 * base_filters channels.
+///
+/// With `batch_norm`, each convolution `convK_L` is followed by a `BatchNorm2d` named
+/// `convK_L_bn` (epsilon 1e-3, LibTorch momentum 0.01: Keras's defaults) and then the ReLU,
+/// so every parameter of block K still has a name starting `convK_`. The convolution keeps
+/// its bias, as Keras VGG models with batch normalisation usually do: the normalisation
+/// cancels it, but a VGGFace weight file, which holds kernel and bias, then fills the
+/// convolutions unchanged and leaves the normalisations at gamma 1, beta 0, mean 0,
+/// variance 1.
 class VggFaceBackboneImpl : public torch::nn::Module {
  public:
   explicit VggFaceBackboneImpl(VggFaceBackboneOptions options = {});
@@ -36,7 +54,8 @@ class VggFaceBackboneImpl : public torch::nn::Module {
   /// (N, in_channels, H, W) to (N, 8 * base_filters, H / 32, W / 32).
   torch::Tensor forward(torch::Tensor x);
 
-  /// Redraws every kernel Glorot-uniform and zeroes every bias.
+  /// Redraws every kernel Glorot-uniform and zeroes every bias; batch normalisations go back
+  /// to gamma 1, beta 0, moving mean 0 and moving variance 1.
   void reset_parameters();
 
   /// Channels of the output feature map.
@@ -46,7 +65,8 @@ class VggFaceBackboneImpl : public torch::nn::Module {
   /// throws `ConfigError` when the input is too small for five pools.
   static int64_t output_side(int64_t input_side);
 
-  /// Keras layer names in forward order, pools included: conv1_1, conv1_2, pool1, ...
+  /// Names of the convolutions and pools in forward order: conv1_1, conv1_2, pool1, ...
+  /// (with `batch_norm`, the normalisations are listed by `batch_norms`).
   std::vector<std::string> layer_names() const;
 
   /// The convolutions in forward order with their Keras names.
@@ -54,11 +74,20 @@ class VggFaceBackboneImpl : public torch::nn::Module {
     return convolutions_;
   }
 
+  /// With `batch_norm`, the normalisations in forward order with their Keras names
+  /// (`conv1_1_bn`, ...); empty otherwise.
+  const std::vector<std::pair<std::string, torch::nn::BatchNorm2d>>& batch_norms() const {
+    return batch_norms_;
+  }
+
   const VggFaceBackboneOptions& options() const { return options_; }
 
  private:
+  void add_batch_norm(const std::string& name, int64_t channels);
+
   VggFaceBackboneOptions options_;
   std::vector<std::pair<std::string, torch::nn::Conv2d>> convolutions_;
+  std::vector<std::pair<std::string, torch::nn::BatchNorm2d>> batch_norms_;
   std::vector<torch::nn::MaxPool2d> pools_;
 };
 
