@@ -13,7 +13,6 @@
 #include "fvc/error.h"
 #include "file_input.h"
 #include "fvc/runtime.h"
-#include "keras_adam.h"
 #include "trainer_state.h"
 
 namespace fvc {
@@ -329,9 +328,9 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       auto logits = s.forward(batch->images);
       auto loss = training_loss(logits, batch->labels, class_weights);
       if (watch.finite_now(loss, first_image)) {
-        s.optimizer.zero_grad();
+        s.optimizer->zero_grad();
         loss.backward();
-        s.optimizer.step();
+        s.optimizer->step();
         totals.add(logits, batch->labels, loss);
       } else if (o.on_nonfinite_loss() == NonFiniteLoss::kSkipBatch) {
         totals.skip(batch->labels.size(0));

@@ -5,7 +5,8 @@
 //                        epoch stopped half-way, the recipe (seed, batch size, Adam's
 //                        settings, augmentation, sampling, class weights)
 //   step-00000345/model.json, weights.h5   the model, as ModelIO writes it
-//   step-00000345/optimizer.pt             Adam's moments (torch::save)
+//   step-00000345/optimizer.pt             the optimizer's state (torch::save): moments,
+//                                          then each parameter's update count
 // checkpoint.json is replaced last and atomically, so it always names a complete folder.
 
 #include <fmt/format.h>
@@ -325,26 +326,27 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
   // of that name is never reused: checkpoint.json may still point at it, and a
   // crash while it was being rewritten would leave no usable checkpoint.
   create_folder(folder);
-  std::string step_name = fmt::format("step-{:08d}", s.optimizer.iterations());
+  std::string step_name = fmt::format("step-{:08d}", s.optimizer->iterations());
   for (int copy = 2; fs::exists(fs::path(folder) / step_name); ++copy) {
-    step_name = fmt::format("step-{:08d}-{}", s.optimizer.iterations(), copy);
+    step_name = fmt::format("step-{:08d}-{}", s.optimizer->iterations(), copy);
   }
   const fs::path step_folder = fs::path(folder) / step_name;
   create_folder(step_folder.string());
 
   ModelIO::save(s.model, (step_folder / "model.json").string(),
                 (step_folder / "weights.h5").string());
-  auto moments = s.optimizer.moments();
-  for (auto& tensor : moments) {
+  auto optimizer_state = s.optimizer->state();
+  for (auto& tensor : optimizer_state) {
     tensor = tensor.cpu();
   }
-  detail::write_atomically((step_folder / "optimizer.pt").string(),
-                           [&](const std::string& temp_path) { torch::save(moments, temp_path); });
+  detail::write_atomically(
+      (step_folder / "optimizer.pt").string(),
+      [&](const std::string& temp_path) { torch::save(optimizer_state, temp_path); });
 
   const Json index = {{"fvc_checkpoint_version", kCheckpointVersion},
                       {"folder", step_name},
                       {"epoch", epoch},
-                      {"optimizer_iterations", s.optimizer.iterations()},
+                      {"optimizer_iterations", s.optimizer->iterations()},
                       {"settings", fixed_settings(s.options)},
                       {"epochs", s.options.epochs()},
                       {"training_set", training_set_json(s.training_set ? s.training_set
@@ -367,14 +369,14 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();
   if (const auto reason = detail::unreadable_file_reason(optimizer_path); !reason.empty()) {
     throw WeightsError(
-        fmt::format("{}: {}, expected Adam's saved moments", optimizer_path, reason));
+        fmt::format("{}: {}, expected the optimizer's saved state", optimizer_path, reason));
   }
-  std::vector<torch::Tensor> moments;
+  std::vector<torch::Tensor> optimizer_state;
   try {
-    torch::load(moments, optimizer_path);
+    torch::load(optimizer_state, optimizer_path);
   } catch (const c10::Error& error) {
-    throw WeightsError(fmt::format("{}: cannot read Adam's saved moments: {}", optimizer_path,
-                                   error.what_without_backtrace()));
+    throw WeightsError(fmt::format("{}: cannot read the optimizer's saved state: {}",
+                                   optimizer_path, error.what_without_backtrace()));
   }
   std::vector<EpochStats> history;
   std::optional<EpochInProgress> in_progress;
@@ -392,7 +394,7 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   // Weights go into a spare model first, so a failure below leaves this trainer as it was.
   EmotionNet loaded(s.model->options());
   ModelIO::load_weights(loaded, (fs::path(index.step_folder) / "weights.h5").string());
-  s.optimizer.restore(moments, iterations, optimizer_path);
+  s.optimizer->restore(optimizer_state, iterations, optimizer_path);
   {
     torch::NoGradGuard no_grad;
     auto target = s.model->named_parameters();

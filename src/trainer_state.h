@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,7 +45,7 @@ struct Trainer::State {
   EmotionNet model;
   TrainerOptions options;
   torch::Device device;
-  detail::KerasAdam optimizer;
+  std::unique_ptr<detail::UpdateRule> optimizer;
   std::vector<EpochStats> history;
   std::optional<EpochInProgress> epoch_in_progress;  // of epoch history.size() + 1
   std::optional<TrainingSetPrint> training_set;           // the set `fit` trains on
@@ -57,8 +58,9 @@ struct Trainer::State {
       : model(std::move(model_)),
         options(std::move(options_)),
         device(device_),
-        optimizer(model->parameters(), options.learning_rate(), options.beta1(), options.beta2(),
-                  options.epsilon()) {}
+        optimizer(std::make_unique<detail::KerasAdam>(model->parameters(), options.learning_rate(),
+                                                      options.beta1(), options.beta2(),
+                                                      options.epsilon())) {}
 
   // Bodies in trainer_checkpoint.cpp; Trainer::save_checkpoint and load_checkpoint call them.
   void write_checkpoint(const std::string& folder) const;
