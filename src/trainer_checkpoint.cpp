@@ -2,11 +2,13 @@
 //
 // Layout of a checkpoint folder:
 //   checkpoint.json      which step folder is current, the history, the totals of an
-//                        epoch stopped half-way, the recipe (seed, batch size, Adam's
-//                        settings, augmentation, sampling, class weights)
+//                        epoch stopped half-way, the float16 loss scale, the recipe (seed,
+//                        batch size, the optimizer and its settings, the learning-rate
+//                        schedule, augmentation, sampling, class weights, label smoothing,
+//                        freezing)
 //   step-00000345/model.json, weights.h5   the model, as ModelIO writes it
-//   step-00000345/optimizer.pt             the optimizer's state (torch::save): moments,
-//                                          then each parameter's update count
+//   step-00000345/optimizer.pt             the optimizer's state (torch::save): moments or
+//                                          momentum, then each parameter's update count
 // checkpoint.json is replaced last and atomically, so it always names a complete folder.
 
 #include <fmt/format.h>
@@ -58,6 +60,11 @@ constexpr Words<Sampling, 3> kSamplingWords = {{{Sampling::kShuffle, "shuffle"},
                                                 {Sampling::kInOrder, "in_order"}}};
 constexpr Words<ClassWeights, 2> kClassWeightsWords = {
     {{ClassWeights::kNone, "none"}, {ClassWeights::kBalanced, "balanced"}}};
+constexpr Words<Optimizer, 3> kOptimizerWords = {
+    {{Optimizer::kAdam, "adam"}, {Optimizer::kAdamW, "adamw"}, {Optimizer::kSgd, "sgd"}}};
+constexpr Words<Schedule, 3> kScheduleWords = {{{Schedule::kConstant, "constant"},
+                                                {Schedule::kCosine, "cosine"},
+                                                {Schedule::kOneCycle, "onecycle"}}};
 
 template <typename Enum, size_t N>
 std::string word_for(Enum value, const Words<Enum, N>& words) {
@@ -88,6 +95,12 @@ Enum value_for(const Json& word, const Words<Enum, N>& words, const std::string&
 // lack them, and load with the trainer's own.
 constexpr std::array<const char*, 3> kDataSettings = {"augmentation", "sampling", "class_weights"};
 
+// The optimisation settings; checkpoints written before they could be set lack them, and the
+// run that wrote them had their defaults.
+constexpr std::array<const char*, 9> kOptimisationSettings = {
+    "optimizer",         "weight_decay",    "momentum",      "schedule",     "warmup_epochs",
+    "min_learning_rate", "label_smoothing", "freeze_blocks", "freeze_epochs"};
+
 // The settings a resumed run must share with the run it continues, by name.
 Json fixed_settings(const TrainerOptions& o) {
   Json augmentation = Json::object();
@@ -101,12 +114,37 @@ Json fixed_settings(const TrainerOptions& o) {
           {"epsilon", o.epsilon()},
           {"augmentation", std::move(augmentation)},
           {"sampling", word_for(o.sampling(), kSamplingWords)},
-          {"class_weights", word_for(o.class_weights(), kClassWeightsWords)}};
+          {"class_weights", word_for(o.class_weights(), kClassWeightsWords)},
+          {"optimizer", word_for(o.optimizer(), kOptimizerWords)},
+          {"weight_decay", o.weight_decay()},
+          {"momentum", o.momentum()},
+          {"schedule", word_for(o.schedule(), kScheduleWords)},
+          {"warmup_epochs", o.warmup_epochs()},
+          {"min_learning_rate", o.min_learning_rate()},
+          {"label_smoothing", o.label_smoothing()},
+          {"freeze_blocks", o.freeze_blocks()},
+          {"freeze_epochs", o.freeze_epochs()}};
 }
 
-// `base` with the settings `recorded` holds; a data setting it lacks keeps `base`'s value.
-TrainerOptions options_with_settings(const Json& recorded, TrainerOptions base,
+// `recorded` with each optimisation setting it lacks at its default, as the older run had it.
+Json with_default_optimisation(Json recorded, std::vector<std::string>* missing = nullptr) {
+  const Json defaults = fixed_settings(TrainerOptions());
+  for (const char* name : kOptimisationSettings) {
+    if (!recorded.contains(name)) {
+      recorded[name] = defaults.at(name);
+      if (missing != nullptr) {
+        missing->emplace_back(name);
+      }
+    }
+  }
+  return recorded;
+}
+
+// `base` with the settings `recorded` holds; a data setting it lacks keeps `base`'s value, an
+// optimisation setting it lacks takes the default.
+TrainerOptions options_with_settings(const Json& given, TrainerOptions base,
                                      const std::string& index_path) {
+  const Json recorded = with_default_optimisation(given);
   base.seed(recorded.at("seed").get<uint64_t>())
       .batch_size(recorded.at("batch_size").get<int64_t>())
       .learning_rate(recorded.at("learning_rate").get<double>())
@@ -126,6 +164,15 @@ TrainerOptions options_with_settings(const Json& recorded, TrainerOptions base,
     base.class_weights(
         value_for(recorded.at("class_weights"), kClassWeightsWords, "class_weights", index_path));
   }
+  base.optimizer(value_for(recorded.at("optimizer"), kOptimizerWords, "optimizer", index_path))
+      .weight_decay(recorded.at("weight_decay").get<double>())
+      .momentum(recorded.at("momentum").get<double>())
+      .schedule(value_for(recorded.at("schedule"), kScheduleWords, "schedule", index_path))
+      .warmup_epochs(recorded.at("warmup_epochs").get<double>())
+      .min_learning_rate(recorded.at("min_learning_rate").get<double>())
+      .label_smoothing(recorded.at("label_smoothing").get<double>())
+      .freeze_blocks(recorded.at("freeze_blocks").get<int64_t>())
+      .freeze_epochs(recorded.at("freeze_epochs").get<int64_t>());
   return base;
 }
 
@@ -211,6 +258,42 @@ std::optional<EpochInProgress> progress_from_json(const Json& json) {
                          json.at("train_seconds").get<double>(),
                          json.value("skipped_batches", int64_t{0}),
                          json.value("skipped_images", int64_t{0})};
+}
+
+// The float16 loss scaler's state; null when the run was not in float16.
+Json loss_scale_json(const detail::LossScaler& scaler) {
+  if (!scaler.enabled()) {
+    return nullptr;
+  }
+  return {{"scale", scaler.scale()}, {"finite_steps", scaler.finite_steps()}};
+}
+
+// The scale and the finite steps since it changed; nothing for a run not in float16, or one
+// written before float16 could be chosen.
+std::optional<std::pair<double, int64_t>> loss_scale_from_json(const Json& index) {
+  const auto found = index.find("loss_scale");
+  if (found == index.end() || found->is_null()) {
+    return std::nullopt;
+  }
+  return std::pair{found->at("scale").get<double>(), found->at("finite_steps").get<int64_t>()};
+}
+
+// A cosine or one-cycle schedule spreads over the epoch count, so another count would change
+// the rates of the batches still to come.
+void check_schedule_length(const Json& index, const TrainerOptions& options,
+                           const std::string& index_path) {
+  // Checkpoints written before the epoch count was recorded cannot be checked.
+  if (options.schedule() == Schedule::kConstant || !index.contains("epochs") ||
+      !index.at("epochs").is_number_integer()) {
+    return;
+  }
+  const auto recorded = index.at("epochs").get<int64_t>();
+  if (recorded != options.epochs()) {
+    throw ConfigError(fmt::format(
+        "{}: epochs is {}, but this trainer has {}; the {} schedule spreads over the run's "
+        "epochs, so resume with the same count",
+        index_path, recorded, options.epochs(), word_for(options.schedule(), kScheduleWords)));
+  }
 }
 
 void create_folder(const std::string& folder) {
@@ -347,6 +430,7 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
                       {"folder", step_name},
                       {"epoch", epoch},
                       {"optimizer_iterations", s.optimizer->iterations()},
+                      {"loss_scale", loss_scale_json(s.scaler)},
                       {"settings", fixed_settings(s.options)},
                       {"epochs", s.options.epochs()},
                       {"training_set", training_set_json(s.training_set ? s.training_set
@@ -361,9 +445,11 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   auto& s = *this;
   const CheckpointIndex index = read_index(folder);
   const Json current = fixed_settings(s.options);
-  Json saved = index.json.value("settings", Json::object());
+  std::vector<std::string> defaulted;
+  Json saved = with_default_optimisation(index.json.value("settings", Json::object()), &defaulted);
   const auto unrecorded = adopt_unrecorded_settings(saved, current);
   check_same_settings(saved, current, index.path);
+  check_schedule_length(index.json, s.options, index.path);
 
   // Read and check everything before changing anything.
   const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();
@@ -382,11 +468,13 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   std::optional<EpochInProgress> in_progress;
   std::optional<TrainingSetPrint> training_set;
   int64_t iterations = 0;
+  std::optional<std::pair<double, int64_t>> loss_scale;
   try {
     history = history_from_json(index.json.at("history"));
     in_progress = progress_from_json(index.json.at("epoch_in_progress"));
     training_set = training_set_from_json(index.json);
     iterations = index.json.at("optimizer_iterations").get<int64_t>();
+    loss_scale = loss_scale_from_json(index.json);
   } catch (const Json::exception& error) {
     throw WeightsError(fmt::format("{}: history is damaged: {}", index.path, error.what()));
   }
@@ -406,12 +494,22 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   s.epoch_in_progress = in_progress;
   s.restored_training_set = training_set;
   s.restored_from = index.path;
+  // A run that was not in float16 has no scale to continue: the scaler starts afresh.
+  if (s.scaler.enabled() && loss_scale) {
+    s.scaler.restore(loss_scale->first, loss_scale->second);
+  }
   s.log(fmt::format("resumed from {} after epoch {}{}", folder, s.history.size(),
                     in_progress ? fmt::format(" and {} images of epoch {}",
                                               in_progress->images_done, s.history.size() + 1)
                                 : ""));
   if (!unrecorded.empty()) {
     s.log(unrecorded_settings_line(index.path, unrecorded, s.options));
+  }
+  if (!defaulted.empty()) {
+    s.log(fmt::format(
+        "{}: {} not recorded (an older checkpoint, from before they could be set); resuming "
+        "with their defaults, which that run had",
+        index.path, fmt::join(defaulted, ", ")));
   }
 }
 

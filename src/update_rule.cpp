@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "fvc/error.h"
+#include "keras_adam.h"
 
 namespace fvc::detail {
 
@@ -129,6 +130,22 @@ void NesterovSgd::update(size_t i, const torch::Tensor& gradient, int64_t /*coun
   auto& buffer = slot(0, i);
   buffer.mul_(momentum_).add_(g);
   p.add_(g.add(buffer, momentum_), -learning_rate());
+}
+
+std::unique_ptr<UpdateRule> make_update_rule(const TrainerOptions& o,
+                                             std::vector<torch::Tensor> parameters) {
+  switch (o.optimizer()) {
+    case Optimizer::kAdamW:
+      return std::make_unique<AdamW>(std::move(parameters), o.learning_rate(), o.beta1(), o.beta2(),
+                                     o.epsilon(), o.weight_decay());
+    case Optimizer::kSgd:
+      return std::make_unique<NesterovSgd>(std::move(parameters), o.learning_rate(), o.momentum(),
+                                           o.weight_decay());
+    case Optimizer::kAdam:
+      break;
+  }
+  return std::make_unique<KerasAdam>(std::move(parameters), o.learning_rate(), o.beta1(), o.beta2(),
+                                     o.epsilon(), o.weight_decay());
 }
 
 }  // namespace fvc::detail

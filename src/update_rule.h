@@ -7,6 +7,8 @@
 
 #include <torch/types.h>
 
+#include "fvc/trainer.h"
+
 namespace fvc::detail {
 
 /// What the optimizers share: the parameters, their weight decay, the learning rate the
@@ -106,5 +108,9 @@ class NesterovSgd : public UpdateRule {
 
   double momentum_;
 };
+
+/// The optimizer `options` choose, over `parameters`.
+std::unique_ptr<UpdateRule> make_update_rule(const TrainerOptions& options,
+                                             std::vector<torch::Tensor> parameters);
 
 }  // namespace fvc::detail
