@@ -1,10 +1,11 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include <torch/types.h>
+
+#include "update_rule.h"
 
 namespace fvc::detail {
 
@@ -15,38 +16,20 @@ namespace fvc::detail {
 ///   lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
 ///   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
 ///   p -= lr_t * m / (sqrt(v) + epsilon)
-class KerasAdam {
+/// Weight decay, off by default and absent from Keras's Adam, is an L2 term added to the
+/// gradient (g += wd * p), as `torch.optim.Adam` applies it; its effect shrinks where the
+/// second moment is large, which is why `AdamW` decouples it.
+class KerasAdam : public UpdateRule {
  public:
   KerasAdam(std::vector<torch::Tensor> parameters, double learning_rate, double beta1, double beta2,
-            double epsilon);
-
-  /// Clears the gradients of every parameter.
-  void zero_grad();
-
-  /// Applies one update from the current gradients.
-  void step();
-
-  /// Updates applied so far (Keras's `iterations`).
-  int64_t iterations() const { return iterations_; }
-
-  /// The moment estimates, first moments then second moments, in parameter order.
-  std::vector<torch::Tensor> moments() const;
-
-  /// Replaces the moments and the update count, as `moments()` and
-  /// `iterations()` gave them. Throws `WeightsError` (naming `source`) when
-  /// the count or a shape differs; nothing changes then.
-  void restore(const std::vector<torch::Tensor>& moments, int64_t iterations,
-               const std::string& source);
+            double epsilon, double weight_decay = 0.0);
 
  private:
-  std::vector<torch::Tensor> parameters_;
-  std::vector<torch::Tensor> first_moments_;
-  std::vector<torch::Tensor> second_moments_;
-  double learning_rate_;
+  void update(size_t i, const torch::Tensor& gradient, int64_t count) override;
+
   double beta1_;
   double beta2_;
   double epsilon_;
-  int64_t iterations_ = 0;
 };
 
 }  // namespace fvc::detail

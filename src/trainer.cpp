@@ -15,7 +15,6 @@
 #include "fvc/error.h"
 #include "file_input.h"
 #include "fvc/runtime.h"
-#include "keras_adam.h"
 #include "test_time_augmentation.h"
 #include "trainer_state.h"
 
@@ -80,6 +79,7 @@ void check_options(const TrainerOptions& options, const EmotionNet& model) {
   }
   check_augmentation(options.augmentation());
   check_callback_options(options);
+  detail::check_optimisation_options(options);
   const auto& net = model->options();
   if (net.classes() != kNumEmotions) {
     throw ConfigError(fmt::format("model has {} classes, expected {} for FER2013 labels",
@@ -130,16 +130,20 @@ void check_resumed_set(const std::optional<TrainingSetPrint>& recorded,
   }
 }
 
-// The mean cross-entropy of the batch; with `class_weights` defined, the mean of each image's
-// loss times its class's weight, as Keras applies class_weight.
+// The mean cross-entropy of the batch, against labels smoothed by `label_smoothing`; with
+// `class_weights` defined, the mean of each image's loss times its class's weight, as Keras
+// applies class_weight.
 torch::Tensor training_loss(const torch::Tensor& logits, const torch::Tensor& labels,
-                            const torch::Tensor& class_weights) {
+                            const torch::Tensor& class_weights, double label_smoothing) {
   namespace F = torch::nn::functional;
-  if (!class_weights.defined()) {
-    return F::cross_entropy(logits, labels);
+  auto options = F::CrossEntropyFuncOptions();
+  if (label_smoothing > 0.0) {
+    options.label_smoothing(label_smoothing);
   }
-  const auto each =
-      F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  if (!class_weights.defined()) {
+    return F::cross_entropy(logits, labels, options);
+  }
+  const auto each = F::cross_entropy(logits, labels, options.reduction(torch::kNone));
   return (each * class_weights.index_select(0, labels)).mean();
 }
 
@@ -168,6 +172,9 @@ std::string recipe_line(const TrainerOptions& o, const EmotionNetOptions& net,
       named.push_back(fmt::format("{} {:.4f}", emotion_name(label), weights[label]));
     }
     parts.push_back(fmt::format("class weights {}", fmt::join(named, " ")));
+  }
+  for (auto& part : detail::describe_optimisation(o)) {
+    parts.push_back(std::move(part));
   }
   return fmt::format("{}", fmt::join(parts, "; "));
 }
@@ -372,11 +379,9 @@ void seed_global_generators(uint64_t seed, int64_t epoch, int64_t first_image) {
 Trainer::Trainer(EmotionNet model, TrainerOptions options) {
   check_options(options, model);
   const torch::Device device = resolve_device(options.device());
+  detail::configure_algorithms(options, device);
   if (device.is_cpu()) {
     options.threads(configure_threads(options.threads()));
-  } else {
-    // The input size never changes, so cuDNN's one-off algorithm search pays for itself.
-    at::globalContext().setBenchmarkCuDNN(true);
   }
 
   // The optimizer's state must live where the parameters live, and in their memory order, so
@@ -388,12 +393,12 @@ Trainer::Trainer(EmotionNet model, TrainerOptions options) {
   state_ = std::make_unique<State>(std::move(model), std::move(options), device);
 
   const auto& o = state_->options;
-  state_->log(fmt::format(
-      "device {}{}  precision {}{}  parameters {}  batch {}  learning_rate {}", device.str(),
-      device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
-      o.precision() == Precision::kBFloat16 ? "bfloat16" : "float32",
-      o.channels_last() ? "  channels_last" : "", state_->model->parameter_count(),
-      o.batch_size(), o.learning_rate()));
+  state_->log(
+      fmt::format("device {}{}  precision {}{}{}  parameters {}  batch {}  learning_rate {}",
+                  device.str(), device.is_cpu() ? fmt::format("  threads {}", o.threads()) : "",
+                  detail::precision_name(o.precision()), o.channels_last() ? "  channels_last" : "",
+                  o.deterministic() ? "  deterministic" : "", state_->model->parameter_count(),
+                  o.batch_size(), o.learning_rate()));
 }
 
 Trainer::~Trainer() = default;
@@ -416,6 +421,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   const auto print = TrainingSetPrint::of(train);
   check_resumed_set(s.restored_training_set, s.epoch_in_progress, s.restored_from, print, train);
   s.training_set = print;
+  const State::Thaw thaw{s};
 
   Loader loader(train, LoaderOptions()
                            .batch_size(o.batch_size())
@@ -435,6 +441,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       !recipe.empty() && first_epoch <= last_epoch) {
     s.log(recipe);
   }
+  s.plan_steps(loader.images_per_epoch());
 
   const CallbackList callbacks(o, *this);
   s.stopped = false;
@@ -470,11 +477,9 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
       const int64_t first_image = totals.images;
       seed_global_generators(o.seed(), epoch, first_image);
       auto logits = s.forward(batch->images);
-      auto loss = training_loss(logits, batch->labels, class_weights);
+      auto loss = training_loss(logits, batch->labels, class_weights, o.label_smoothing());
       if (watch.finite_now(loss, first_image)) {
-        s.optimizer.zero_grad();
-        loss.backward();
-        s.optimizer.step();
+        s.train_step(loss, epoch, first_image);
         totals.add(logits, batch->labels, loss);
       } else if (o.on_nonfinite_loss() == NonFiniteLoss::kSkipBatch) {
         totals.skip(batch->labels.size(0));

@@ -2,11 +2,13 @@
 //
 // Layout of a checkpoint folder:
 //   checkpoint.json      which step folder is current, the history, the totals of an
-//                        epoch stopped half-way, the recipe (seed, batch size, Adam's
-//                        settings, augmentation, sampling, class weights), and where the
-//                        run ends (epochs, early stopping)
+//                        epoch stopped half-way, the float16 loss scale, the recipe (seed,
+//                        batch size, the optimizer and its settings, the learning-rate
+//                        schedule, augmentation, sampling, class weights, label smoothing,
+//                        freezing), and where the run ends (epochs, early stopping)
 //   step-00000345/model.json, weights.h5   the model, as ModelIO writes it
-//   step-00000345/optimizer.pt             Adam's moments (torch::save)
+//   step-00000345/optimizer.pt             the optimizer's state (torch::save): moments or
+//                                          momentum, then each parameter's update count
 // checkpoint.json is replaced last and atomically, so it always names a complete folder.
 
 #include <fmt/format.h>
@@ -58,6 +60,11 @@ constexpr Words<Sampling, 3> kSamplingWords = {{{Sampling::kShuffle, "shuffle"},
                                                 {Sampling::kInOrder, "in_order"}}};
 constexpr Words<ClassWeights, 2> kClassWeightsWords = {
     {{ClassWeights::kNone, "none"}, {ClassWeights::kBalanced, "balanced"}}};
+constexpr Words<Optimizer, 3> kOptimizerWords = {
+    {{Optimizer::kAdam, "adam"}, {Optimizer::kAdamW, "adamw"}, {Optimizer::kSgd, "sgd"}}};
+constexpr Words<Schedule, 3> kScheduleWords = {{{Schedule::kConstant, "constant"},
+                                                {Schedule::kCosine, "cosine"},
+                                                {Schedule::kOneCycle, "onecycle"}}};
 
 template <typename Enum, size_t N>
 std::string word_for(Enum value, const Words<Enum, N>& words) {
@@ -88,6 +95,12 @@ Enum value_for(const Json& word, const Words<Enum, N>& words, const std::string&
 // lack them, and load with the trainer's own.
 constexpr std::array<const char*, 3> kDataSettings = {"augmentation", "sampling", "class_weights"};
 
+// The optimisation settings; checkpoints written before they could be set lack them, and the
+// run that wrote them had their defaults.
+constexpr std::array<const char*, 9> kOptimisationSettings = {
+    "optimizer",         "weight_decay",    "momentum",      "schedule",     "warmup_epochs",
+    "min_learning_rate", "label_smoothing", "freeze_blocks", "freeze_epochs"};
+
 // The settings a resumed run must share with the run it continues, by name.
 Json fixed_settings(const TrainerOptions& o) {
   Json augmentation = Json::object();
@@ -101,12 +114,37 @@ Json fixed_settings(const TrainerOptions& o) {
           {"epsilon", o.epsilon()},
           {"augmentation", std::move(augmentation)},
           {"sampling", word_for(o.sampling(), kSamplingWords)},
-          {"class_weights", word_for(o.class_weights(), kClassWeightsWords)}};
+          {"class_weights", word_for(o.class_weights(), kClassWeightsWords)},
+          {"optimizer", word_for(o.optimizer(), kOptimizerWords)},
+          {"weight_decay", o.weight_decay()},
+          {"momentum", o.momentum()},
+          {"schedule", word_for(o.schedule(), kScheduleWords)},
+          {"warmup_epochs", o.warmup_epochs()},
+          {"min_learning_rate", o.min_learning_rate()},
+          {"label_smoothing", o.label_smoothing()},
+          {"freeze_blocks", o.freeze_blocks()},
+          {"freeze_epochs", o.freeze_epochs()}};
 }
 
-// `base` with the settings `recorded` holds; a data setting it lacks keeps `base`'s value.
-TrainerOptions options_with_settings(const Json& recorded, TrainerOptions base,
+// `recorded` with each optimisation setting it lacks at its default, as the older run had it.
+Json with_default_optimisation(Json recorded, std::vector<std::string>* missing = nullptr) {
+  const Json defaults = fixed_settings(TrainerOptions());
+  for (const char* name : kOptimisationSettings) {
+    if (!recorded.contains(name)) {
+      recorded[name] = defaults.at(name);
+      if (missing != nullptr) {
+        missing->emplace_back(name);
+      }
+    }
+  }
+  return recorded;
+}
+
+// `base` with the settings `recorded` holds; a data setting it lacks keeps `base`'s value, an
+// optimisation setting it lacks takes the default.
+TrainerOptions options_with_settings(const Json& given, TrainerOptions base,
                                      const std::string& index_path) {
+  const Json recorded = with_default_optimisation(given);
   base.seed(recorded.at("seed").get<uint64_t>())
       .batch_size(recorded.at("batch_size").get<int64_t>())
       .learning_rate(recorded.at("learning_rate").get<double>())
@@ -126,6 +164,15 @@ TrainerOptions options_with_settings(const Json& recorded, TrainerOptions base,
     base.class_weights(
         value_for(recorded.at("class_weights"), kClassWeightsWords, "class_weights", index_path));
   }
+  base.optimizer(value_for(recorded.at("optimizer"), kOptimizerWords, "optimizer", index_path))
+      .weight_decay(recorded.at("weight_decay").get<double>())
+      .momentum(recorded.at("momentum").get<double>())
+      .schedule(value_for(recorded.at("schedule"), kScheduleWords, "schedule", index_path))
+      .warmup_epochs(recorded.at("warmup_epochs").get<double>())
+      .min_learning_rate(recorded.at("min_learning_rate").get<double>())
+      .label_smoothing(recorded.at("label_smoothing").get<double>())
+      .freeze_blocks(recorded.at("freeze_blocks").get<int64_t>())
+      .freeze_epochs(recorded.at("freeze_epochs").get<int64_t>());
   return base;
 }
 
@@ -217,6 +264,42 @@ std::optional<EpochInProgress> progress_from_json(const Json& json) {
                          json.at("train_seconds").get<double>(),
                          json.value("skipped_batches", int64_t{0}),
                          json.value("skipped_images", int64_t{0})};
+}
+
+// The float16 loss scaler's state; null when the run was not in float16.
+Json loss_scale_json(const detail::LossScaler& scaler) {
+  if (!scaler.enabled()) {
+    return nullptr;
+  }
+  return {{"scale", scaler.scale()}, {"finite_steps", scaler.finite_steps()}};
+}
+
+// The scale and the finite steps since it changed; nothing for a run not in float16, or one
+// written before float16 could be chosen.
+std::optional<std::pair<double, int64_t>> loss_scale_from_json(const Json& index) {
+  const auto found = index.find("loss_scale");
+  if (found == index.end() || found->is_null()) {
+    return std::nullopt;
+  }
+  return std::pair{found->at("scale").get<double>(), found->at("finite_steps").get<int64_t>()};
+}
+
+// A cosine or one-cycle schedule spreads over the epoch count, so another count would change
+// the rates of the batches still to come.
+void check_schedule_length(const Json& index, const TrainerOptions& options,
+                           const std::string& index_path) {
+  // Checkpoints written before the epoch count was recorded cannot be checked.
+  if (options.schedule() == Schedule::kConstant || !index.contains("epochs") ||
+      !index.at("epochs").is_number_integer()) {
+    return;
+  }
+  const auto recorded = index.at("epochs").get<int64_t>();
+  if (recorded != options.epochs()) {
+    throw ConfigError(fmt::format(
+        "{}: epochs is {}, but this trainer has {}; the {} schedule spreads over the run's "
+        "epochs, so resume with the same count",
+        index_path, recorded, options.epochs(), word_for(options.schedule(), kScheduleWords)));
+  }
 }
 
 void create_folder(const std::string& folder) {
@@ -353,26 +436,28 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
   // of that name is never reused: checkpoint.json may still point at it, and a
   // crash while it was being rewritten would leave no usable checkpoint.
   create_folder(folder);
-  std::string step_name = fmt::format("step-{:08d}", s.optimizer.iterations());
+  std::string step_name = fmt::format("step-{:08d}", s.optimizer->iterations());
   for (int copy = 2; fs::exists(fs::path(folder) / step_name); ++copy) {
-    step_name = fmt::format("step-{:08d}-{}", s.optimizer.iterations(), copy);
+    step_name = fmt::format("step-{:08d}-{}", s.optimizer->iterations(), copy);
   }
   const fs::path step_folder = fs::path(folder) / step_name;
   create_folder(step_folder.string());
 
   ModelIO::save(s.model, (step_folder / "model.json").string(),
                 (step_folder / "weights.h5").string());
-  auto moments = s.optimizer.moments();
-  for (auto& tensor : moments) {
+  auto optimizer_state = s.optimizer->state();
+  for (auto& tensor : optimizer_state) {
     tensor = tensor.cpu();
   }
-  detail::write_atomically((step_folder / "optimizer.pt").string(),
-                           [&](const std::string& temp_path) { torch::save(moments, temp_path); });
+  detail::write_atomically(
+      (step_folder / "optimizer.pt").string(),
+      [&](const std::string& temp_path) { torch::save(optimizer_state, temp_path); });
 
   const Json index = {{"fvc_checkpoint_version", kCheckpointVersion},
                       {"folder", step_name},
                       {"epoch", epoch},
-                      {"optimizer_iterations", s.optimizer.iterations()},
+                      {"optimizer_iterations", s.optimizer->iterations()},
+                      {"loss_scale", loss_scale_json(s.scaler)},
                       {"settings", fixed_settings(s.options)},
                       {"epochs", s.options.epochs()},
                       {"early_stopping", early_stopping_json(s.options)},
@@ -388,33 +473,37 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   auto& s = *this;
   const CheckpointIndex index = read_index(folder);
   const Json current = fixed_settings(s.options);
-  Json saved = index.json.value("settings", Json::object());
+  std::vector<std::string> defaulted;
+  Json saved = with_default_optimisation(index.json.value("settings", Json::object()), &defaulted);
   const auto unrecorded = adopt_unrecorded_settings(saved, current);
   check_same_settings(saved, current, index.path);
   check_same_model((fs::path(index.step_folder) / "model.json").string(), s.model->options());
+  check_schedule_length(index.json, s.options, index.path);
 
   // Read and check everything before changing anything.
   const std::string optimizer_path = (fs::path(index.step_folder) / "optimizer.pt").string();
   if (const auto reason = detail::unreadable_file_reason(optimizer_path); !reason.empty()) {
     throw WeightsError(
-        fmt::format("{}: {}, expected Adam's saved moments", optimizer_path, reason));
+        fmt::format("{}: {}, expected the optimizer's saved state", optimizer_path, reason));
   }
-  std::vector<torch::Tensor> moments;
+  std::vector<torch::Tensor> optimizer_state;
   try {
-    torch::load(moments, optimizer_path);
+    torch::load(optimizer_state, optimizer_path);
   } catch (const c10::Error& error) {
-    throw WeightsError(fmt::format("{}: cannot read Adam's saved moments: {}", optimizer_path,
-                                   error.what_without_backtrace()));
+    throw WeightsError(fmt::format("{}: cannot read the optimizer's saved state: {}",
+                                   optimizer_path, error.what_without_backtrace()));
   }
   std::vector<EpochStats> history;
   std::optional<EpochInProgress> in_progress;
   std::optional<TrainingSetPrint> training_set;
   int64_t iterations = 0;
+  std::optional<std::pair<double, int64_t>> loss_scale;
   try {
     history = history_from_json(index.json.at("history"));
     in_progress = progress_from_json(index.json.at("epoch_in_progress"));
     training_set = training_set_from_json(index.json);
     iterations = index.json.at("optimizer_iterations").get<int64_t>();
+    loss_scale = loss_scale_from_json(index.json);
   } catch (const Json::exception& error) {
     throw WeightsError(fmt::format("{}: history is damaged: {}", index.path, error.what()));
   }
@@ -422,7 +511,7 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   // Weights go into a spare model first, so a failure below leaves this trainer as it was.
   EmotionNet loaded(s.model->options());
   ModelIO::load_weights(loaded, (fs::path(index.step_folder) / "weights.h5").string());
-  s.optimizer.restore(moments, iterations, optimizer_path);
+  s.optimizer->restore(optimizer_state, iterations, optimizer_path);
   {
     torch::NoGradGuard no_grad;
     auto target = s.model->named_parameters();
@@ -439,12 +528,22 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   s.epoch_in_progress = in_progress;
   s.restored_training_set = training_set;
   s.restored_from = index.path;
+  // A run that was not in float16 has no scale to continue: the scaler starts afresh.
+  if (s.scaler.enabled() && loss_scale) {
+    s.scaler.restore(loss_scale->first, loss_scale->second);
+  }
   s.log(fmt::format("resumed from {} after epoch {}{}", folder, s.history.size(),
                     in_progress ? fmt::format(" and {} images of epoch {}",
                                               in_progress->images_done, s.history.size() + 1)
                                 : ""));
   if (!unrecorded.empty()) {
     s.log(unrecorded_settings_line(index.path, unrecorded, s.options));
+  }
+  if (!defaulted.empty()) {
+    s.log(fmt::format(
+        "{}: {} not recorded (an older checkpoint, from before they could be set); resuming "
+        "with their defaults, which that run had",
+        index.path, fmt::join(defaulted, ", ")));
   }
   if (!index.json.contains("early_stopping") && s.options.early_stopping_patience() > 0) {
     s.log(fmt::format("{}: early stopping not recorded (an older checkpoint); stopping with this "

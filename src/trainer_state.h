@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,7 +11,9 @@
 
 #include "fvc/trainer.h"
 #include "autocast_scope.h"
-#include "keras_adam.h"
+#include "learning_rate_schedule.h"
+#include "loss_scaler.h"
+#include "update_rule.h"
 
 namespace fvc {
 
@@ -39,12 +42,32 @@ struct TrainingSetPrint {
   }
 };
 
+namespace detail {
+
+// Bodies in trainer_step.cpp.
+// Throws ConfigError for an optimizer, schedule, label smoothing or freezing setting out of range.
+void check_optimisation_options(const TrainerOptions& options);
+// Throws ConfigError for a precision or determinism the device cannot give; turns on the
+// deterministic algorithms asked for, or cuDNN's benchmarking where they are not.
+void configure_algorithms(const TrainerOptions& options, const torch::Device& device);
+// The recipe line's parts for optimisation settings away from the reference recipe.
+std::vector<std::string> describe_optimisation(const TrainerOptions& options);
+// "float32", "bfloat16" or "float16".
+const char* precision_name(Precision precision);
+
+}  // namespace detail
+
 // Everything a Trainer owns; shared by trainer.cpp and trainer_checkpoint.cpp.
 struct Trainer::State {
   EmotionNet model;
   TrainerOptions options;
   torch::Device device;
-  detail::KerasAdam optimizer;
+  std::unique_ptr<detail::UpdateRule> optimizer;
+  detail::LossScaler scaler;                             // on in float16 only
+  std::optional<detail::LearningRateSchedule> schedule;  // laid out by `fit`
+  std::vector<torch::Tensor> freezable;  // the parameters of the blocks `freeze_blocks` names
+  bool frozen = false;
+  int64_t rate_logged_for = 0;  // the last epoch whose learning rates were logged
   std::vector<EpochStats> history;
   std::optional<EpochInProgress> epoch_in_progress;  // of epoch history.size() + 1
   std::optional<TrainingSetPrint> training_set;           // the set `fit` trains on
@@ -58,12 +81,32 @@ struct Trainer::State {
       : model(std::move(model_)),
         options(std::move(options_)),
         device(device_),
-        optimizer(model->parameters(), options.learning_rate(), options.beta1(), options.beta2(),
-                  options.epsilon()) {}
+        optimizer(detail::make_update_rule(options, model->parameters())),
+        scaler(options.precision() == Precision::kFloat16),
+        freezable(freezable_parameters()) {}
 
   // Bodies in trainer_checkpoint.cpp; Trainer::save_checkpoint and load_checkpoint call them.
   void write_checkpoint(const std::string& folder) const;
   void read_checkpoint(const std::string& folder);
+
+  // Bodies in trainer_step.cpp.
+  // Lays out the learning rates of a run of epochs of `images_per_epoch` images, and logs how
+  // they change when they do and there are epochs left to train.
+  void plan_steps(int64_t images_per_epoch);
+  // One optimizer step on `loss`, the batch starting at image `first_image` of `epoch`: sets
+  // the scheduled learning rate and the freezing of the epoch, backpropagates (scaled in
+  // float16) and updates, unless float16 gradients overflowed.
+  void train_step(const torch::Tensor& loss, int64_t epoch, int64_t first_image);
+  // Makes the parameters of the frozen blocks trainable or not.
+  void set_frozen(bool on);
+  std::vector<torch::Tensor> freezable_parameters() const;
+
+  // Makes every parameter trainable again however `fit` ends, so that the model handed back
+  // has none frozen.
+  struct Thaw {
+    State& state;
+    ~Thaw() { state.set_frozen(false); }
+  };
 
   // Keeps the unfinished epoch's totals and writes them with a checkpoint, if one is set.
   void stop_inside_epoch(int64_t epoch, const EpochInProgress& progress) {

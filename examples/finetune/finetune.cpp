@@ -25,6 +25,15 @@
 // --batch-norm and --dropout change the network: batch normalisation after every convolution,
 // dropout after fc6 and fc7. model.json records both, for fvc-evaluate and --resume.
 //
+// --optimizer, --weight-decay, --momentum, --schedule, --warmup-epochs, --min-lr,
+// --label-smoothing, --freeze-blocks and --freeze-epochs change how the network learns: AdamW or
+// SGD with Nesterov momentum instead of the study's Adam, a learning rate that warms up and
+// falls along a cosine, softened targets, and the first backbone blocks held fixed while the
+// head settles. All are off by default, as in the study:
+//
+//   fvc-finetune --data fer2013.csv.gz --optimizer adamw --weight-decay 0.05 \
+//                --schedule onecycle --label-smoothing 0.1 --augment flip,crop
+//
 // --init-weights starts from pretrained Keras weights, loaded by layer name
 // as the study loaded keras-vggface's VGG16 "notop" file: its conv1_1 ..
 // conv5_3 fill the backbone and the head keeps its seeded initialisation.
@@ -35,8 +44,9 @@
 // pressed twice it ends the program at once. The run continues with
 // --resume <its --out folder> from the last checkpoint written (none exists
 // before the first epoch ends or the first Ctrl-C), with the seed, batch size,
-// learning rate, --augment, --sampling and --class-weights the checkpoint recorded, and the
-// network it was training (--base-filters, --batch-norm, --dropout, --preprocessing).
+// learning rate, --augment, --sampling, --class-weights and the optimisation flags above the
+// checkpoint recorded, and the network it was training (--base-filters, --batch-norm, --dropout,
+// --preprocessing).
 //
 // A training loss that becomes NaN or infinite stops the run with status 5 and leaves the
 // last epoch's checkpoint as it was; --skip-nonfinite-batches leaves such batches out instead.
@@ -64,9 +74,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -154,7 +166,47 @@ struct Settings {
   std::string tta;  // test-time augmentation of the final scores
   int64_t early_stopping = 0;  // patience in epochs; 0: never
   double min_delta = 0.0;
+  std::string optimizer = "adam";
+  double weight_decay = 0.0;
+  double momentum = 0.9;
+  std::string schedule = "constant";
+  double warmup_epochs = 0.0;
+  double min_lr = 0.0;
+  double label_smoothing = 0.0;
+  int64_t freeze_blocks = 0;
+  int64_t freeze_epochs = 0;
+  bool deterministic = false;
 };
+
+// The words of --optimizer and --schedule, as checkpoints record them too.
+const std::vector<std::pair<std::string, fvc::Optimizer>> kOptimizers = {
+    {"adam", fvc::Optimizer::kAdam},
+    {"adamw", fvc::Optimizer::kAdamW},
+    {"sgd", fvc::Optimizer::kSgd}};
+const std::vector<std::pair<std::string, fvc::Schedule>> kSchedules = {
+    {"constant", fvc::Schedule::kConstant},
+    {"cosine", fvc::Schedule::kCosine},
+    {"onecycle", fvc::Schedule::kOneCycle}};
+
+template <typename Enum>
+Enum value_named(const std::vector<std::pair<std::string, Enum>>& known, const std::string& word) {
+  for (const auto& [name, value] : known) {
+    if (name == word) {
+      return value;
+    }
+  }
+  return known.front().second;  // CLI::IsMember has already refused other words
+}
+
+template <typename Enum>
+std::string name_of(const std::vector<std::pair<std::string, Enum>>& known, Enum value) {
+  for (const auto& [name, known_value] : known) {
+    if (known_value == value) {
+      return name;
+    }
+  }
+  return "?";
+}
 
 // The strength each --augment name gets when no value follows it.
 struct AugmentDefault {
@@ -259,15 +311,68 @@ const CLI::Validator kLearningRateRange(
     },
     "in (0, 10]");
 
-const CLI::Validator kDropoutRange(
+// A fraction in [0, 1), such as a weight decay; NaN fails too.
+const CLI::Validator kFraction(
     [](std::string& text) -> std::string {
       double value = 0.0;
       if (!CLI::detail::lexical_cast(text, value) || !(value >= 0.0 && value < 1.0)) {
-        return "value " + text + " is not a fraction in [0, 1)";
+        return "value " + text + " is not a number in [0, 1)";
       }
       return "";
     },
     "in [0, 1)");
+
+// The optimisation flags; all off by default, as in the study.
+void add_optimisation_options(CLI::App& app, Settings& s) {
+  app.add_option("--optimizer", s.optimizer,
+                 "adam: Adam as Keras 2 computes it (the study's); adamw: Adam with decoupled "
+                 "weight decay, as torch.optim.AdamW; sgd: SGD with Nesterov momentum")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+  app.add_option("--weight-decay", s.weight_decay,
+                 "Weight decay of kernels and dense weights (never biases or normalisation "
+                 "parameters): decoupled with adamw, an L2 term in the gradient with adam and sgd")
+      ->capture_default_str()
+      ->check(kFraction);
+  app.add_option("--momentum", s.momentum, "Nesterov momentum of --optimizer sgd")
+      ->capture_default_str()
+      ->check(kFraction);
+  app.add_option("--schedule", s.schedule,
+                 "constant: --lr throughout (the study's); cosine: down to --min-lr along half "
+                 "a cosine; onecycle: a rise from --lr / 25 to --lr over 30% of the run (or "
+                 "--warmup-epochs), then the cosine. Set before every batch")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "cosine", "onecycle"}));
+  app.add_option("--warmup-epochs", s.warmup_epochs,
+                 "Epochs (fractions allowed) over which the learning rate rises linearly from "
+                 "--lr / 25 to --lr, batch by batch")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--min-lr", s.min_lr,
+                 "The learning rate --schedule cosine and onecycle end at, at most --lr")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--label-smoothing", s.label_smoothing,
+                 "Train towards 1 - s + s/7 for the true emotion and s/7 for the others; the "
+                 "validation loss stays plain cross-entropy")
+      ->capture_default_str()
+      ->check(kFraction);
+  auto* freeze_blocks =
+      app.add_option("--freeze-blocks", s.freeze_blocks,
+                     "Backbone blocks, counted from the input (1-5), that get no updates during "
+                     "the first --freeze-epochs epochs")
+          ->check(CLI::Range(int64_t{1}, int64_t{5}));
+  auto* freeze_epochs =
+      app.add_option("--freeze-epochs", s.freeze_epochs,
+                     "Epochs at the start during which --freeze-blocks stay as they are")
+          ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  freeze_blocks->needs(freeze_epochs);
+  freeze_epochs->needs(freeze_blocks);
+  app.add_flag("--deterministic", s.deterministic,
+               "Only deterministic algorithms, cuDNN's included, so that a GPU run can repeat to "
+               "the bit (sets CUBLAS_WORKSPACE_CONFIG=:4096:8 unless it is set); CPU runs repeat "
+               "anyway for a fixed --threads");
+}
 
 void add_options(CLI::App& app, Settings& s) {
   auto* data = app.add_option("--data", s.data,
@@ -290,7 +395,8 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--batch-size", s.batch_size, "Images per optimizer step")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--lr", s.learning_rate, "Adam learning rate, in (0, 10]")
+  app.add_option("--lr", s.learning_rate,
+                 "Learning rate, in (0, 10]; the peak of --warmup-epochs and --schedule")
       ->capture_default_str()
       ->check(kLearningRateRange);
   app.add_option("--limit", s.limit,
@@ -307,8 +413,8 @@ void add_options(CLI::App& app, Settings& s) {
                      "Continue the run whose --out folder is DIR from its last checkpoint (written "
                      "after every epoch and on Ctrl-C) and write into it; give the same data. "
                      "--base-filters, --batch-norm, --dropout and --preprocessing are then taken "
-                     "from DIR, and so are "
-                     "--seed, --batch-size, --lr, --augment, --sampling and --class-weights, "
+                     "from DIR, and so are --seed, --batch-size, --lr, --augment, --sampling, "
+                     "--class-weights and the optimisation flags (--optimizer to --freeze-epochs), "
                      "refused when given with other values");
   resume->check(CLI::ExistingDirectory)->excludes(out);
   auto* init_weights = app.add_option(
@@ -362,10 +468,11 @@ void add_options(CLI::App& app, Settings& s) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{64}));
   app.add_option("--precision", s.precision,
-                 "float32 (the study's) or bfloat16: convolutions and matrix products in "
-                 "bfloat16 under autocast, much faster on CPUs and GPUs with bfloat16 arithmetic")
+                 "float32 (the study's), bfloat16: convolutions and matrix products in bfloat16 "
+                 "under autocast, much faster on CPUs and GPUs with bfloat16 arithmetic, or "
+                 "float16: the same in float16 with loss scaling, on CUDA only")
       ->capture_default_str()
-      ->check(CLI::IsMember({"float32", "bfloat16"}));
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
   app.add_flag("--channels-last", s.channels_last,
                "Keep feature maps in channels-last memory order, faster on most hardware, above "
                "all with bfloat16");
@@ -406,7 +513,8 @@ void add_options(CLI::App& app, Settings& s) {
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
                  "study's)")
       ->capture_default_str()
-      ->check(kDropoutRange);
+      ->check(kFraction);
+  add_optimisation_options(app, s);
 }
 
 // What a run whose loss stopped being finite can do next.
@@ -567,6 +675,34 @@ void check_flag_agrees(const CLI::App& app, const char* flag, const std::string&
   }
 }
 
+// --momentum means something to SGD alone; given with another optimizer it is a mistake.
+void check_momentum_flag(const CLI::App& app, const fvc::TrainerOptions& recipe) {
+  if (app.count("--momentum") > 0 && recipe.optimizer() != fvc::Optimizer::kSgd) {
+    throw fvc::ConfigError(fmt::format(
+        "--momentum is for --optimizer sgd, but the optimizer is {}; leave --momentum out",
+        name_of(kOptimizers, recipe.optimizer())));
+  }
+}
+
+// The schedule flags that only make sense together, checked before any data is read; the
+// trainer would refuse them too, but only after the data was read.
+void check_schedule_flags(const fvc::TrainerOptions& recipe) {
+  if (recipe.min_learning_rate() > 0.0 && recipe.schedule() == fvc::Schedule::kConstant) {
+    throw fvc::ConfigError(
+        fmt::format("--min-lr is {}, but --schedule constant never lowers the learning rate; give "
+                    "--schedule cosine or onecycle, or leave --min-lr out",
+                    recipe.min_learning_rate()));
+  }
+  if (recipe.min_learning_rate() > recipe.learning_rate()) {
+    throw fvc::ConfigError(fmt::format("--min-lr is {}, expected at most --lr ({})",
+                                       recipe.min_learning_rate(), recipe.learning_rate()));
+  }
+  if (recipe.warmup_epochs() > static_cast<double>(recipe.epochs())) {
+    throw fvc::ConfigError(fmt::format("--warmup-epochs is {}, expected at most --epochs ({})",
+                                       recipe.warmup_epochs(), recipe.epochs()));
+  }
+}
+
 // The recipe to train with: the flags' or, with --resume, the one its checkpoint recorded, so
 // that a resumed run cannot quietly change it.
 fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
@@ -582,11 +718,30 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
           .class_weights(s.class_weights == "balanced" ? fvc::ClassWeights::kBalanced
                                                        : fvc::ClassWeights::kNone)
           .early_stopping_patience(s.early_stopping)
-          .early_stopping_min_delta(s.min_delta);
+          .early_stopping_min_delta(s.min_delta)
+          .optimizer(value_named(kOptimizers, s.optimizer))
+          .weight_decay(s.weight_decay)
+          .momentum(s.momentum)
+          .schedule(value_named(kSchedules, s.schedule))
+          .warmup_epochs(s.warmup_epochs)
+          .min_learning_rate(s.min_lr)
+          .label_smoothing(s.label_smoothing)
+          .freeze_blocks(s.freeze_blocks)
+          .freeze_epochs(s.freeze_epochs)
+          .deterministic(s.deterministic);
   if (s.resume.empty()) {
+    check_momentum_flag(app, flags);
+    check_schedule_flags(flags);
     return flags;
   }
   auto recorded = fvc::Trainer::checkpoint_options(checkpoint, flags);
+  if (app.count("--epochs") > 0 && recorded.schedule() != fvc::Schedule::kConstant &&
+      s.epochs != recorded.epochs()) {
+    throw fvc::ConfigError(fmt::format(
+        "--epochs is {}, but the checkpoint in {} has a {} schedule spread over {} epochs; leave "
+        "--epochs out to resume with the checkpoint's",
+        s.epochs, checkpoint, name_of(kSchedules, recorded.schedule()), recorded.epochs()));
+  }
   // These decide only where the run ends, so a resumed run may change them.
   if (app.count("--epochs") > 0) {
     recorded.epochs(s.epochs);
@@ -608,6 +763,17 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
         recorded.sampling() == fvc::Sampling::kBalanced ? "balanced" : "shuffle");
   check("--class-weights", s.class_weights,
         recorded.class_weights() == fvc::ClassWeights::kBalanced ? "balanced" : "none");
+  check("--optimizer", s.optimizer, name_of(kOptimizers, recorded.optimizer()));
+  check("--weight-decay", flags.weight_decay(), recorded.weight_decay());
+  check("--momentum", flags.momentum(), recorded.momentum());
+  check("--schedule", s.schedule, name_of(kSchedules, recorded.schedule()));
+  check("--warmup-epochs", flags.warmup_epochs(), recorded.warmup_epochs());
+  check("--min-lr", flags.min_learning_rate(), recorded.min_learning_rate());
+  check("--label-smoothing", flags.label_smoothing(), recorded.label_smoothing());
+  check("--freeze-blocks", flags.freeze_blocks(), recorded.freeze_blocks());
+  check("--freeze-epochs", flags.freeze_epochs(), recorded.freeze_epochs());
+  check_momentum_flag(app, recorded);
+  check_schedule_flags(recorded);
   return recorded;
 }
 
@@ -621,6 +787,13 @@ void refuse_to_overwrite_a_run(const Settings& s, const std::string& out,
         "{} already holds a run ({}); continue it with --resume {}, or give another --out", out,
         index, out));
   }
+}
+
+fvc::Precision precision_named(const std::string& word) {
+  if (word == "bfloat16") {
+    return fvc::Precision::kBFloat16;
+  }
+  return word == "float16" ? fvc::Precision::kFloat16 : fvc::Precision::kFloat32;
 }
 
 fvc::EmotionNetOptions new_model_options(const Settings& s) {
@@ -647,8 +820,18 @@ fvc::EmotionNetOptions resumed_model_options(const Settings& s, const CLI::App& 
 }
 
 int run(Settings s, const CLI::App& app) {
+  // cuBLAS reads its workspace setting when CUDA first uses it, so set it before anything can.
+  if (s.deterministic) {
+    setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  }
   // Check the cheap settings before reading tens of megabytes.
-  fvc::resolve_device(s.device);
+  const torch::Device device = fvc::resolve_device(s.device);
+  if (s.precision == "float16" && !device.is_cuda()) {
+    throw fvc::ConfigError(fmt::format(
+        "--precision float16 needs a CUDA device, but --device {} gives {}; use --precision "
+        "bfloat16 there",
+        s.device, device.str()));
+  }
   const std::string out = s.resume.empty() ? s.out : s.resume;
   const std::string checkpoint = out + "/checkpoint";
   refuse_to_overwrite_a_run(s, out, checkpoint);
@@ -694,8 +877,7 @@ int run(Settings s, const CLI::App& app) {
                              .log(log_line)
                              .callbacks({std::make_shared<fvc::TerminalProgress>(), best})
                              .prefetch(s.prefetch)
-                             .precision(s.precision == "bfloat16" ? fvc::Precision::kBFloat16
-                                                                  : fvc::Precision::kFloat32)
+                             .precision(precision_named(s.precision))
                              .channels_last(s.channels_last)
                              .on_nonfinite_loss(s.skip_nonfinite ? fvc::NonFiniteLoss::kSkipBatch
                                                                  : fvc::NonFiniteLoss::kStop);

@@ -66,6 +66,13 @@ enum class Precision : uint8_t {
   /// hardware has bfloat16 arithmetic (CPUs with AVX-512 BF16 or AMX, recent GPUs), and
   /// accurate to about 3 significant digits per product.
   kBFloat16 = 1,
+  /// Convolutions and matrix products in float16 under autocast, on CUDA only (a `Trainer` on
+  /// the CPU refuses it: use kBFloat16 there). float16 has far less range than float32, so the
+  /// loss is multiplied by a scale before the backward pass and the gradients divided by it
+  /// after; a step whose gradients overflow is skipped and the scale halved, and after 2000
+  /// good steps in a row the scale doubles (from 65536, as PyTorch's GradScaler does). The
+  /// scale is saved with each checkpoint.
+  kFloat16 = 2,
 };
 
 /// What `Trainer::fit` does with a training batch whose loss is NaN or infinite.
@@ -76,6 +83,34 @@ enum class NonFiniteLoss : uint8_t {
   /// Leave the batch out (no optimizer step, not in the epoch's loss and accuracy), log a line
   /// and count it in `EpochStats::skipped_batches`.
   kSkipBatch = 1,
+};
+
+/// The rule that turns gradients into weight updates.
+enum class Optimizer : uint8_t {
+  /// Adam as Keras 2 computes it (see `Trainer`): the reference recipe. A `weight_decay` is
+  /// added to the gradient as an L2 term, as `torch.optim.Adam` does; AdamW is usually the
+  /// better way to decay weights with Adam.
+  kAdam = 0,
+  /// AdamW as `torch.optim.AdamW` computes it: Adam with bias-corrected moments and epsilon
+  /// added after the square root, and weight decay decoupled from the gradient (each step
+  /// shrinks the weights by the factor 1 - learning rate * weight_decay).
+  kAdamW = 1,
+  /// Stochastic gradient descent with Nesterov momentum (`TrainerOptions::momentum`), as
+  /// `torch.optim.SGD(nesterov=True)` computes it; `weight_decay` is an L2 term in the gradient.
+  kSgd = 2,
+};
+
+/// How the learning rate changes over a run. The trainer sets it before every batch from the
+/// batch's place in the run alone, so a resumed run continues the schedule exactly.
+enum class Schedule : uint8_t {
+  /// `learning_rate` throughout, after the warm-up if there is one: the reference recipe.
+  kConstant = 0,
+  /// After the warm-up, half a cosine from `learning_rate` down to `min_learning_rate` over the
+  /// rest of the run's batches.
+  kCosine = 1,
+  /// One cycle: the warm-up's rise, over 30% of the run unless `warmup_epochs` is set, then
+  /// the cosine fall of kCosine.
+  kOneCycle = 2,
 };
 
 /// The weights `ClassWeights::kBalanced` gives `data`'s classes, in label order; 0 for a class
@@ -89,7 +124,7 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 16;
   /// Examples per optimizer step.
   TORCH_ARG(int64_t, batch_size) = 250;
-  /// Adam's step size.
+  /// The optimizer's step size; the peak of a warm-up or schedule.
   TORCH_ARG(double, learning_rate) = 1e-3;
   TORCH_ARG(double, beta1) = 0.9;
   TORCH_ARG(double, beta2) = 0.999;
@@ -143,11 +178,51 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, early_stopping_patience) = 0;
   /// The rise in val_acc (a fraction, 0.01 = one point) that counts as an improvement.
   TORCH_ARG(double, early_stopping_min_delta) = 0.0;
+
+  // ~~~ Optimisation; the defaults are the reference recipe ~~~
+
+  /// The update rule; Keras-style Adam by default.
+  TORCH_ARG(Optimizer, optimizer) = Optimizer::kAdam;
+  /// Weight decay in [0, 1); none by default. Decoupled for `Optimizer::kAdamW`, an L2 term in
+  /// the gradient otherwise. It applies to kernels and dense weights only, never to biases and
+  /// normalisation parameters (those with one dimension).
+  TORCH_ARG(double, weight_decay) = 0.0;
+  /// The Nesterov momentum of `Optimizer::kSgd`, in [0, 1); 0 is plain gradient descent.
+  TORCH_ARG(double, momentum) = 0.9;
+  /// How the learning rate changes over the run; constant by default.
+  TORCH_ARG(Schedule, schedule) = Schedule::kConstant;
+  /// Epochs, fractions allowed, over which the rate rises linearly, batch by batch, from
+  /// learning_rate / 25 to learning_rate; at most `epochs`. 0 (the default): no warm-up, except
+  /// that `Schedule::kOneCycle` then rises over 30% of the run.
+  TORCH_ARG(double, warmup_epochs) = 0.0;
+  /// Where `Schedule::kCosine` and `kOneCycle` end, in [0, learning_rate]; 0 by default.
+  TORCH_ARG(double, min_learning_rate) = 0.0;
+  /// In [0, 1); 0 by default. The training loss aims at 1 - s + s/7 for the true class and s/7
+  /// for each other, which keeps the network from growing ever more certain. Class weights
+  /// still weigh each image's loss; the validation loss stays plain cross-entropy.
+  TORCH_ARG(double, label_smoothing) = 0.0;
+  /// Backbone blocks 1..freeze_blocks (counted from the input, 0..5; each block's convolutions
+  /// and their normalisation layers) get no updates during the first `freeze_epochs` epochs,
+  /// so that a new head can settle before it disturbs pretrained features. Both 0 by default;
+  /// both or neither must be 0. Frozen normalisation layers still normalise with the batch's
+  /// statistics and update their running averages: pretrained VGGFace weights bring none, so
+  /// averages frozen at their starting values would not normalise at all.
+  TORCH_ARG(int64_t, freeze_blocks) = 0;
+  TORCH_ARG(int64_t, freeze_epochs) = 0;
+  /// Makes LibTorch use deterministic algorithms only (`at::Context::
+  /// setDeterministicAlgorithms`), and cuDNN deterministic algorithms without benchmarking, so
+  /// that a CUDA run can repeat to the bit on the same GPU and software; an operation without a
+  /// deterministic version then throws. On CUDA, cuBLAS also needs the environment variable
+  /// CUBLAS_WORKSPACE_CONFIG=:4096:8 (or :16:8) before its first use; the trainer refuses to
+  /// start without it. The settings are process-wide and stay on for later trainers. On the
+  /// CPU, runs already repeat to the bit for a fixed thread count; this changes nothing there.
+  TORCH_ARG(bool, deterministic) = false;
 };
 
 /// Trains an `EmotionNet` the way the reference study did: Adam as Keras 2
 /// defines it, cross-entropy on the logits, shuffled mini-batches, validation
-/// after every epoch.
+/// after every epoch. `TrainerOptions` can change the optimizer, the
+/// learning-rate schedule, the loss and which blocks train.
 ///
 /// The model moves to the chosen device when the trainer is built. Epoch lines
 /// follow the Keras history columns:
@@ -158,21 +233,23 @@ struct TrainerOptions {
 /// and on CPU with the same seed and thread count ends with the same history
 /// and weights, to the last bit, as a run that was never stopped: the batch
 /// order depends only on seed and epoch, and the checkpoint holds the exact
-/// weights and Adam moments. Augmentation and dropout are drawn from the seed, the epoch and
-/// the batch's place in it, so they resume the same way; the checkpoint's model holds the
-/// batch normalisations' moving statistics. Early stopping and the best model
+/// weights and optimizer state. Augmentation, dropout and the learning rate follow from the
+/// seed, the epoch and the batch's place in it, so they resume the same way; the checkpoint's
+/// model holds the batch normalisations' moving statistics. Early stopping and the best model
 /// (`TrainerOptions::best_model_dir`) are decided from the history, so they resume the same
 /// way too.
 ///
 /// NOTE: a trainer is not thread-safe, except `request_stop`. A process that
 /// is killed rather than asked to stop loses the work since its last
 /// checkpoint, which is written after every epoch. The checkpoint records the
-/// recipe (seed, batch size, Adam's settings, augmentation, sampling and class
-/// weights) and refuses to resume with another; `checkpoint_options` reads it,
-/// so a program can resume without being told the recipe again.
+/// recipe (seed, batch size, Adam's settings, augmentation, sampling, class
+/// weights and the optimisation settings) and refuses to resume with another;
+/// `checkpoint_options` reads it, so a program can resume without being told
+/// the recipe again.
 class Trainer {
  public:
-  /// Throws `ConfigError` for a bad device, batch size or epoch count.
+  /// Throws `ConfigError` for a bad device, batch size, epoch count or other setting out of
+  /// range, and for float16 anywhere but on CUDA.
   Trainer(EmotionNet model, TrainerOptions options = {});
   ~Trainer();
   Trainer(Trainer&&) noexcept;
@@ -234,32 +311,38 @@ class Trainer {
   bool early_stopped() const;
 
   /// Writes what is needed to continue training into `folder`: the model
-  /// (Keras JSON and HDF5, loadable by `ModelIO`), Adam's moments and count,
-  /// the history and the recipe that must not change. The epoch's files go
-  /// to a new subfolder first and `checkpoint.json`, which names it, is
-  /// replaced last, so a crash at any point leaves the previous checkpoint
-  /// usable. Throws `Error` when the folder cannot be written.
+  /// (Keras JSON and HDF5, loadable by `ModelIO`), the optimizer's state and
+  /// count, the float16 loss scale, the history and the recipe that must not
+  /// change. The epoch's files go to a new subfolder first and
+  /// `checkpoint.json`, which names it, is replaced last, so a crash at any
+  /// point leaves the previous checkpoint usable. Throws `Error` when the
+  /// folder cannot be written.
   void save_checkpoint(const std::string& folder) const;
 
   /// Restores a checkpoint written by `save_checkpoint` into this trainer's
   /// model and optimizer. Throws `ConfigError` naming the first setting of the
   /// recipe (seed, batch size, Adam's settings, each augmentation setting,
-  /// sampling, class weights) that differs from this trainer's, or the model's
-  /// batch_norm or dropout when they differ from the checkpoint's; `WeightsError`
-  /// for missing or damaged files; the trainer is unchanged then. A checkpoint
-  /// written before the augmentation, sampling and class weights were recorded
-  /// resumes with this trainer's, and the log says so in one line.
+  /// sampling, class weights, each optimisation setting, and the epoch count
+  /// of a cosine or one-cycle schedule) that differs from this trainer's, or the
+  /// model's batch_norm or dropout when they differ from the checkpoint's;
+  /// `WeightsError` for missing or damaged files; the trainer is unchanged
+  /// then. A checkpoint written before the augmentation, sampling and class
+  /// weights were recorded resumes with this trainer's, one written before the
+  /// optimisation settings existed with their defaults; the log says so in one
+  /// line. The loss scale is restored when both runs are in float16.
   void load_checkpoint(const std::string& folder);
 
   /// The architecture saved in a checkpoint folder, to build the model to resume.
   static EmotionNetOptions checkpoint_architecture(const std::string& folder);
 
   /// `base` with the recipe a checkpoint folder recorded: seed, batch size,
-  /// Adam's settings, augmentation, sampling and class weights, and the epoch
-  /// count and early stopping the run was aiming for (which a caller may
-  /// change, as they decide only where the run ends); everything else,
-  /// such as device and log, stays as `base` has it. A checkpoint that
-  /// does not record augmentation, sampling, class weights or early stopping keeps `base`'s.
+  /// Adam's settings, augmentation, sampling, class weights, the optimisation
+  /// settings, and the epoch count and early stopping the run was aiming for
+  /// (which a caller may change, as they decide only where the run ends; the
+  /// epoch count only under a constant schedule); everything else, such as
+  /// device, precision and log, stays as `base` has it. A checkpoint that does
+  /// not record augmentation, sampling, class weights or early stopping keeps
+  /// `base`'s; one without the optimisation settings gives their defaults.
   /// Throws `WeightsError` for a missing or damaged checkpoint.json.
   static TrainerOptions checkpoint_options(const std::string& folder, TrainerOptions base = {});
 
