@@ -524,7 +524,7 @@ EmotionNetOptions emotion_net_options(const KerasArchitecture& architecture,
       options.classes(layer.units);
     }
     if (layer.name == "conv1_1_bn") {
-      options.backbone().batch_norm(true);
+      options.backbone().batch_norm(true).batch_norm_momentum(layer.momentum);
     }
     if (layer.name == "fc6_dropout" && layer.kind == LayerKind::kDropout) {
       options.dropout(layer.rate);

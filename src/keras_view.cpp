@@ -28,10 +28,10 @@ KerasLayer conv3x3(std::string name, int64_t filters, std::string activation) {
   return layer;
 }
 
-// Keras's defaults, which the backbone's BatchNorm2d modules follow.
-KerasLayer batch_normalization(std::string name) {
+// Keras's epsilon, which the backbone's BatchNorm2d modules follow, and their momentum.
+KerasLayer batch_normalization(std::string name, double momentum) {
   KerasLayer layer = named(LayerKind::kBatchNormalization, std::move(name));
-  layer.momentum = kBatchNormKerasMomentum;
+  layer.momentum = momentum;
   layer.epsilon = kBatchNormEpsilon;
   return layer;
 }
@@ -89,7 +89,8 @@ std::vector<KerasLayer> emotion_net_layers(const EmotionNetOptions& options) {
       const auto name = fmt::format("conv{}_{}", block + 1, index + 1);
       layers.push_back(conv3x3(name, filters, batch_norm ? "linear" : "relu"));
       if (batch_norm) {
-        layers.push_back(batch_normalization(name + "_bn"));
+        layers.push_back(
+            batch_normalization(name + "_bn", options.backbone().batch_norm_momentum()));
         layers.push_back(relu(name + "_relu"));
       }
     }

@@ -418,6 +418,11 @@ void check_same_model(const std::string& json_path, const EmotionNetOptions& cur
   if (saved.backbone().batch_norm() != current.backbone().batch_norm()) {
     refuse("batch_norm", saved.backbone().batch_norm(), current.backbone().batch_norm());
   }
+  if (saved.backbone().batch_norm() &&
+      saved.backbone().batch_norm_momentum() != current.backbone().batch_norm_momentum()) {
+    refuse("batch_norm_momentum", saved.backbone().batch_norm_momentum(),
+           current.backbone().batch_norm_momentum());
+  }
   if (saved.dropout() != current.dropout()) {
     refuse("dropout", saved.dropout(), current.dropout());
   }

@@ -21,6 +21,12 @@ VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options) : optio
         "backbone options have in_channels {} and base_filters {}, expected both positive",
         options_.in_channels(), options_.base_filters()));
   }
+  const double momentum = options_.batch_norm_momentum();
+  if (!(momentum >= 0.0 && momentum < 1.0)) {
+    throw ConfigError(fmt::format(
+        "batch_norm_momentum is {}, expected the old average's weight in [0, 1) (Keras's 0.99)",
+        momentum));
+  }
 
   int64_t channels = options_.in_channels();
   for (int block = 0; block < kBlocks; ++block) {
@@ -44,7 +50,7 @@ VggFaceBackboneImpl::VggFaceBackboneImpl(VggFaceBackboneOptions options) : optio
 void VggFaceBackboneImpl::add_batch_norm(const std::string& name, int64_t channels) {
   const auto options = torch::nn::BatchNorm2dOptions(channels)
                            .eps(kBatchNormEpsilon)
-                           .momentum(1.0 - kBatchNormKerasMomentum);
+                           .momentum(1.0 - options_.batch_norm_momentum());
   batch_norms_.emplace_back(name, register_module(name, torch::nn::BatchNorm2d(options)));
 }
 

@@ -149,6 +149,7 @@ struct Settings {
   int64_t seed = 1;
   int64_t base_filters = 64;
   bool batch_norm = false;
+  double batch_norm_momentum = fvc::kBatchNormKerasMomentum;
   double dropout = 0.0;
   std::string resume;
   std::string init_weights;
@@ -506,9 +507,17 @@ void add_options(CLI::App& app, Settings& s) {
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
-  app.add_flag("--batch-norm", s.batch_norm,
-               "Batch normalisation after every convolution, before its ReLU (Keras's settings: "
-               "momentum 0.99, epsilon 1e-3); --init-weights still fills the convolutions");
+  auto* batch_norm =
+      app.add_flag("--batch-norm", s.batch_norm,
+                   "Batch normalisation after every convolution, before its ReLU (epsilon 1e-3, "
+                   "as Keras); --init-weights still fills the convolutions");
+  app.add_option("--batch-norm-momentum", s.batch_norm_momentum,
+                 "With --batch-norm: the old average's weight when a training batch updates the "
+                 "moving mean and variance, as Keras counts it (LibTorch's momentum is 1 minus "
+                 "this). Keras's 0.99 lags behind fast-changing weights in short runs; 0.9 does not")
+      ->capture_default_str()
+      ->check(kFraction)
+      ->needs(batch_norm);
   app.add_option("--dropout", s.dropout,
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
                  "study's)")
@@ -799,7 +808,10 @@ fvc::Precision precision_named(const std::string& word) {
 fvc::EmotionNetOptions new_model_options(const Settings& s) {
   auto options = fvc::EmotionNetOptions().preprocessing(fvc::preprocessing_from_name(
       s.preprocessing.empty() ? "unit_range" : s.preprocessing));
-  options.backbone().base_filters(s.base_filters).batch_norm(s.batch_norm);
+  options.backbone()
+      .base_filters(s.base_filters)
+      .batch_norm(s.batch_norm)
+      .batch_norm_momentum(s.batch_norm_momentum);
   options.dropout(s.dropout);
   return options;
 }
@@ -814,6 +826,8 @@ fvc::EmotionNetOptions resumed_model_options(const Settings& s, const CLI::App& 
                     std::to_string(options.backbone().base_filters()), checkpoint);
   check_flag_agrees(app, "--batch-norm", s.batch_norm ? "on" : "off",
                     options.backbone().batch_norm() ? "on" : "off", checkpoint);
+  check_flag_agrees(app, "--batch-norm-momentum", fmt::format("{}", s.batch_norm_momentum),
+                    fmt::format("{}", options.backbone().batch_norm_momentum()), checkpoint);
   check_flag_agrees(app, "--dropout", fmt::format("{}", s.dropout),
                     fmt::format("{}", options.dropout()), checkpoint);
   return options;

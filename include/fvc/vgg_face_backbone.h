@@ -13,6 +13,11 @@
 
 namespace fvc {
 
+/// BatchNormalization settings of the backbone, Keras's defaults: Keras's momentum 0.99 is
+/// LibTorch's 0.01 (LibTorch weighs the new batch by its momentum, Keras the old average).
+inline constexpr double kBatchNormEpsilon = 1e-3;
+inline constexpr double kBatchNormKerasMomentum = 0.99;
+
 /// Settings for `VggFaceBackbone`; defaults give VGGFace's VGG16 convolutions.
 struct VggFaceBackboneOptions {
   /// Channels of the input images (3: gray copied to RGB, as VGGFace expects).
@@ -24,12 +29,13 @@ struct VggFaceBackboneOptions {
   /// keep their biases, so VGGFace weights still fill them; see `VggFaceBackboneImpl`.
   /// Off by default, as in VGGFace and the study.
   TORCH_ARG(bool, batch_norm) = false;
+  /// How much of the moving mean and variance each training batch keeps, in Keras's sense:
+  /// the weight of the old average, in [0, 1); LibTorch's momentum is one minus this. Keras's
+  /// 0.99 averages over about 100 batches, which lags behind weights that still change fast:
+  /// a short run, or the early epochs of one with a large learning rate, then scores far
+  /// worse in eval mode than in train mode. 0.9 follows within about 10 batches.
+  TORCH_ARG(double, batch_norm_momentum) = kBatchNormKerasMomentum;
 };
-
-/// BatchNormalization settings of the backbone, Keras's defaults: Keras's momentum 0.99 is
-/// LibTorch's 0.01 (LibTorch weighs the new batch by its momentum, Keras the old average).
-inline constexpr double kBatchNormEpsilon = 1e-3;
-inline constexpr double kBatchNormKerasMomentum = 0.99;
 
 /// The convolutional part of VGGFace (VGG16): five blocks of 3x3 convolutions
 /// with same padding and ReLU (2, 2, 3, 3, 3 of them), each closed by a 2x2
@@ -41,7 +47,7 @@ inline constexpr double kBatchNormKerasMomentum = 0.99;
 /// 8 * base_filters channels.
 ///
 /// With `batch_norm`, each convolution `convK_L` is followed by a `BatchNorm2d` named
-/// `convK_L_bn` (epsilon 1e-3, LibTorch momentum 0.01: Keras's defaults) and then the ReLU,
+/// `convK_L_bn` (epsilon 1e-3 and, by default, Keras's momentum 0.99) and then the ReLU,
 /// so every parameter of block K still has a name starting `convK_`. The convolution keeps
 /// its bias, as Keras VGG models with batch normalisation usually do: the normalisation
 /// cancels it, but a VGGFace weight file, which holds kernel and bias, then fills the
