@@ -15,4 +15,5 @@ cmake --preset release
 cmake --build --preset release
 
 build/release/examples/finetune/fvc-finetune \
-  --synthetic 3500 --epochs 4 --batch-size 50 --lr 1e-4 --out fvc-demo-out "$@"
+  --recipe original --synthetic 3500 --epochs 4 --batch-size 50 --lr 1e-4 \
+  --out fvc-demo-out "$@"

@@ -220,7 +220,7 @@ def main():
         folder = Path(folder)
         data = folder / "random.csv"
         write_random_csv(data, rng)
-        subprocess.run([finetune, "--data", str(data), "--epochs", "1", "--batch-size", "20",
+        subprocess.run([finetune, "--recipe", "original", "--data", str(data), "--epochs", "1", "--batch-size", "20",
                         "--base-filters", "2", "--threads", "1", "--out", str(folder / "run")],
                        check=True, stdout=subprocess.DEVNULL)
 
@@ -269,7 +269,7 @@ def main():
 
 def check_batch_norm_dropout(finetune, data, folder):
     run = folder / "bn"
-    subprocess.run([finetune, "--data", str(data), "--epochs", "1", "--batch-size", "20",
+    subprocess.run([finetune, "--recipe", "original", "--data", str(data), "--epochs", "1", "--batch-size", "20",
                     "--base-filters", "2", "--threads", "1", "--batch-norm", "--dropout", "0.3",
                     "--out", str(run)], check=True, stdout=subprocess.DEVNULL)
     layers = json.loads((run / "model.json").read_text())["config"]["layers"]

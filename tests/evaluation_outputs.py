@@ -29,6 +29,7 @@ from program_runs import run_checked
 
 EMOTIONS = ["anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 COMMON = ["--synthetic", "350", "--threads", "1"]
+STUDY = ["--recipe", "original"]  # fvc-finetune trains with the study's recipe
 
 
 def read_confusion(path):
@@ -107,7 +108,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         run = folder / "run"
-        trained = run_checked([finetune, *COMMON, "--base-filters", "4", "--epochs", "2",
+        trained = run_checked([finetune, *STUDY, *COMMON, "--base-filters", "4", "--epochs", "2",
                                "--batch-size", "25", "--lr", "3e-4", "--tta", "flip", "--out",
                                run])
         assert "test-time augmentation flip (2 views) for the final scores" in trained.stdout, \
@@ -144,7 +145,7 @@ def main():
 
         for value in ("mirror", "flip,crops=0", "crops=48", "crops=2.5", "flip,crops=x"):
             check_refused(evaluate, [*model, *COMMON], value)
-        check_refused(finetune, [*COMMON, "--out", folder / "refused"], "flip,rotate")
+        check_refused(finetune, [*STUDY, *COMMON, "--out", folder / "refused"], "flip,rotate")
         assert not (folder / "refused").exists()
     print("ok")
 

@@ -21,13 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from program_runs import run_checked
+from program_runs import run_checked, study_recipe
 
 
 def finetune(program, *options, status=0):
     # A setting whose val_acc rises for three epochs and then stays: the first run's best is
     # its last epoch, the resumed run's is not, so both kinds of report are checked.
-    return run_checked([program, "--synthetic", "400", "--base-filters", "4", "--threads", "1",
+    return run_checked([program, *study_recipe(options), "--synthetic", "400", "--base-filters", "4", "--threads", "1",
                         "--batch-size", "40", *options], status)
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from program_runs import run_checked
+from program_runs import run_checked, study_recipe
 
 try:
     import h5py
@@ -69,7 +69,7 @@ def write_notop(path, prefix="conv"):
 
 
 def finetune(program, out, *options, status=0, base_filters=2):
-    return run_checked([program, "--synthetic", "100", "--epochs", "1", "--batch-size", "20",
+    return run_checked([program, *study_recipe(options), "--synthetic", "100", "--epochs", "1", "--batch-size", "20",
                         "--base-filters", base_filters, "--threads", "1", "--lr", "1e-9",
                         "--out", out, *options], status)
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from program_runs import run_checked
+from program_runs import run_checked, study_recipe
 
 RECIPE = ("optimizer sgd (Nesterov momentum 0.8) with weight decay (L2) 0.001 on kernels and "
           "dense weights; label smoothing 0.1; backbone block 1 frozen for 1 epoch")
@@ -28,7 +28,7 @@ FLAGS = ["--optimizer", "sgd", "--momentum", "0.8", "--weight-decay", "0.001", "
 
 
 def finetune(program, *options, status=0):
-    return run_checked([program, "--synthetic", "100", "--base-filters", "2", "--threads", "1",
+    return run_checked([program, *study_recipe(options), "--synthetic", "100", "--base-filters", "2", "--threads", "1",
                         "--batch-size", "20", *options], status)
 
 

@@ -17,14 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from program_runs import run_checked
+from program_runs import run_checked, study_recipe
 
 RECIPE_LINE = ("batch normalisation; dropout 0.25; augmentation crop 2, flip; "
                "sampling balanced (with replacement)")
 
 
 def finetune(program, *options, status=0):
-    return run_checked([program, "--synthetic", "100", "--base-filters", "2", "--threads", "1",
+    return run_checked([program, *study_recipe(options), "--synthetic", "100", "--base-filters", "2", "--threads", "1",
                         *options], status)
 
 

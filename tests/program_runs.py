@@ -3,6 +3,12 @@
 import subprocess
 
 
+def study_recipe(options):
+    """fvc-finetune's flags for the study's recipe, which these tests train with; none when
+    `options` resume a run, which takes the recipe from its checkpoint."""
+    return [] if "--resume" in [str(option) for option in options] else ["--recipe", "original"]
+
+
 def run_checked(command, status=0):
     """Runs `command`; shows its output and fails when it exits with another status."""
     command = [str(part) for part in command]

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from program_runs import study_recipe
 
 SPLIT_SIZES = {"Training": 60, "PublicTest": 20, "PrivateTest": 30}
 # The programs print probabilities with about 8 significant digits, and each copy
@@ -52,7 +53,10 @@ def write_random_csv(path, rng):
 
 
 def run(command, expected_status, what):
-    result = subprocess.run([str(part) for part in command], capture_output=True, text=True)
+    command = [str(part) for part in command]
+    if Path(command[0]).name == "fvc-finetune":
+        command[1:1] = study_recipe(command)
+    result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != expected_status:
         print(result.stdout, result.stderr, sep="\n")
         raise AssertionError(f"{what}: exit status {result.returncode}, expected {expected_status}")

@@ -164,6 +164,7 @@ struct Settings {
   std::string precision = "float32";
   bool channels_last = false;
   bool skip_nonfinite = false;
+  std::string recipe = "fvc";  // the defaults of every flag below that it names
   std::string tta;  // test-time augmentation of the final scores
   int64_t early_stopping = 0;  // patience in epochs; 0: never
   double min_delta = 0.0;
@@ -323,40 +324,106 @@ const CLI::Validator kFraction(
     },
     "in [0, 1)");
 
+// `options` in --augment's words, such as "crop=4,flip,rotate=10".
+std::string augment_text(const fvc::AugmentationOptions& o) {
+  std::vector<std::string> words;
+  const auto add = [&](const char* name, double value) {
+    if (value != 0.0) {
+      words.push_back(fmt::format("{}={}", name, value));
+    }
+  };
+  add("brightness", o.brightness());
+  add("contrast", o.contrast());
+  add("crop", static_cast<double>(o.crop_padding()));
+  if (o.flip()) {
+    words.emplace_back("flip");
+  }
+  add("rotate", o.rotation());
+  add("scale", o.scale());
+  add("shift", o.shift());
+  add("erase", o.erasing());
+  return fmt::format("{}", fmt::join(words, ","));
+}
+
+// `views` in --tta's words, such as "flip,crops=2".
+std::string tta_text(const fvc::TestTimeAugmentation& views) {
+  std::vector<std::string> words;
+  if (views.flip()) {
+    words.emplace_back("flip");
+  }
+  if (views.crop_padding() > 0) {
+    words.push_back(fmt::format("crops={}", views.crop_padding()));
+  }
+  return fmt::format("{}", fmt::join(words, ","));
+}
+
+// Gives every setting that --recipe decides and the command line left out the recipe's value,
+// so that a flag given changes that one setting of the recipe and nothing else.
+void apply_recipe(Settings& s, const CLI::App& app) {
+  const fvc::Recipe r = fvc::recipe_named(s.recipe);
+  const auto unless_given = [&](const char* flag, auto& setting, const auto& value) {
+    if (app.count(flag) == 0) {
+      setting = value;
+    }
+  };
+  const auto& t = r.trainer;
+  unless_given("--epochs", s.epochs, t.epochs());
+  unless_given("--batch-size", s.batch_size, t.batch_size());
+  unless_given("--lr", s.learning_rate, t.learning_rate());
+  unless_given("--augment", s.augment, augment_text(t.augmentation()));
+  unless_given("--sampling", s.sampling,
+               std::string(t.sampling() == fvc::Sampling::kBalanced ? "balanced" : "shuffle"));
+  unless_given("--class-weights", s.class_weights,
+               std::string(t.class_weights() == fvc::ClassWeights::kBalanced ? "balanced" : "none"));
+  unless_given("--optimizer", s.optimizer, name_of(kOptimizers, t.optimizer()));
+  unless_given("--weight-decay", s.weight_decay, t.weight_decay());
+  unless_given("--momentum", s.momentum, t.momentum());
+  unless_given("--schedule", s.schedule, name_of(kSchedules, t.schedule()));
+  // The warm-up is a share of the run: a shorter --epochs shortens it in proportion.
+  unless_given("--warmup-epochs", s.warmup_epochs,
+               t.warmup_epochs() * static_cast<double>(s.epochs) / static_cast<double>(t.epochs()));
+  unless_given("--min-lr", s.min_lr, t.min_learning_rate());
+  unless_given("--label-smoothing", s.label_smoothing, t.label_smoothing());
+  unless_given("--freeze-blocks", s.freeze_blocks, t.freeze_blocks());
+  unless_given("--freeze-epochs", s.freeze_epochs, t.freeze_epochs());
+  unless_given("--early-stopping", s.early_stopping, t.early_stopping_patience());
+  unless_given("--min-delta", s.min_delta, t.early_stopping_min_delta());
+  unless_given("--batch-norm", s.batch_norm, r.model.backbone().batch_norm());
+  unless_given("--batch-norm-momentum", s.batch_norm_momentum,
+               r.model.backbone().batch_norm_momentum());
+  unless_given("--dropout", s.dropout, r.model.dropout());
+  unless_given("--preprocessing", s.preprocessing,
+               std::string(fvc::preprocessing_name(r.model.preprocessing())));
+  unless_given("--tta", s.tta, tta_text(r.evaluation));
+}
+
 // The optimisation flags; all off by default, as in the study.
 void add_optimisation_options(CLI::App& app, Settings& s) {
   app.add_option("--optimizer", s.optimizer,
                  "adam: Adam as Keras 2 computes it (the study's); adamw: Adam with decoupled "
                  "weight decay, as torch.optim.AdamW; sgd: SGD with Nesterov momentum")
-      ->capture_default_str()
       ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
   app.add_option("--weight-decay", s.weight_decay,
                  "Weight decay of kernels and dense weights (never biases or normalisation "
                  "parameters): decoupled with adamw, an L2 term in the gradient with adam and sgd")
-      ->capture_default_str()
       ->check(kFraction);
   app.add_option("--momentum", s.momentum, "Nesterov momentum of --optimizer sgd")
-      ->capture_default_str()
       ->check(kFraction);
   app.add_option("--schedule", s.schedule,
                  "constant: --lr throughout (the study's); cosine: down to --min-lr along half "
                  "a cosine; onecycle: a rise from --lr / 25 to --lr over 30% of the run (or "
                  "--warmup-epochs), then the cosine. Set before every batch")
-      ->capture_default_str()
       ->check(CLI::IsMember({"constant", "cosine", "onecycle"}));
   app.add_option("--warmup-epochs", s.warmup_epochs,
                  "Epochs (fractions allowed) over which the learning rate rises linearly from "
                  "--lr / 25 to --lr, batch by batch")
-      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--min-lr", s.min_lr,
                  "The learning rate --schedule cosine and onecycle end at, at most --lr")
-      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--label-smoothing", s.label_smoothing,
                  "Train towards 1 - s + s/7 for the true emotion and s/7 for the others; the "
                  "validation loss stays plain cross-entropy")
-      ->capture_default_str()
       ->check(kFraction);
   auto* freeze_blocks =
       app.add_option("--freeze-blocks", s.freeze_blocks,
@@ -388,17 +455,24 @@ void add_options(CLI::App& app, Settings& s) {
                  "Images in the built-in data set when --data is absent")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{10}, int64_t{1} << 30));
+  std::vector<std::string> recipes = fvc::recipe_names();
+  std::string recipe_help =
+      "The defaults of the training flags below, which change them one by one:";
+  for (const auto& name : recipes) {
+    recipe_help += fmt::format(" {}: {};", name, fvc::recipe_named(name).summary);
+  }
+  recipe_help.back() = '.';
+  app.add_option("--recipe", s.recipe, recipe_help + " With --resume, the checkpoint's recipe")
+      ->capture_default_str()
+      ->check(CLI::IsMember(recipes));
   app.add_option("--epochs", s.epochs,
                  "Passes over the training split; with --resume, the first run's count unless "
                  "given")
-      ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--batch-size", s.batch_size, "Images per optimizer step")
-      ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--lr", s.learning_rate,
                  "Learning rate, in (0, 10]; the peak of --warmup-epochs and --schedule")
-      ->capture_default_str()
       ->check(kLearningRateRange);
   app.add_option("--limit", s.limit,
                  "Train on this many Training rows, drawn at random with --seed (0: all); "
@@ -417,7 +491,7 @@ void add_options(CLI::App& app, Settings& s) {
                      "from DIR, and so are --seed, --batch-size, --lr, --augment, --sampling, "
                      "--class-weights and the optimisation flags (--optimizer to --freeze-epochs), "
                      "refused when given with other values");
-  resume->check(CLI::ExistingDirectory)->excludes(out);
+  resume->check(CLI::ExistingDirectory)->excludes(out)->excludes("--recipe");
   auto* init_weights = app.add_option(
       "--init-weights", s.init_weights,
       "Start from the weights in this Keras save_weights or model.save file, loaded by layer "
@@ -451,12 +525,10 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--sampling", s.sampling,
                  "shuffle: every Training row once per epoch (the study's); balanced: rows drawn "
                  "with replacement so that each emotion is equally frequent")
-      ->capture_default_str()
       ->check(CLI::IsMember({"shuffle", "balanced"}));
   app.add_option("--class-weights", s.class_weights,
                  "none (the study's) or balanced: the training loss weighs emotion k by "
                  "N / (7 * N_k), about 9.4 for FER2013's disgust")
-      ->capture_default_str()
       ->check(CLI::IsMember({"none", "balanced"}));
   app.add_option("--preprocessing", s.preprocessing,
                  "unit_range: pixels / 255 (the study's; the default); vggface_means: the 0..255 "
@@ -488,12 +560,10 @@ void add_options(CLI::App& app, Settings& s) {
                  "Stop once this many epochs in a row have not raised the best val_acc by more "
                  "than --min-delta (0: never, as in the study); with --resume, the first run's "
                  "unless given")
-      ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{100000}));
   app.add_option("--min-delta", s.min_delta,
                  "The rise in val_acc that counts as an improvement for --early-stopping, a "
                  "fraction (0.01: one point); with --resume, the first run's unless given")
-      ->capture_default_str()
       ->check(kMinDeltaRange);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
@@ -507,21 +577,17 @@ void add_options(CLI::App& app, Settings& s) {
                  "Filters of the first block (64 is VGGFace; smaller for quick experiments)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
-  auto* batch_norm =
-      app.add_flag("--batch-norm", s.batch_norm,
+  app.add_flag("--batch-norm,!--no-batch-norm", s.batch_norm,
                    "Batch normalisation after every convolution, before its ReLU (epsilon 1e-3, "
                    "as Keras); --init-weights still fills the convolutions");
   app.add_option("--batch-norm-momentum", s.batch_norm_momentum,
                  "With --batch-norm: the old average's weight when a training batch updates the "
                  "moving mean and variance, as Keras counts it (LibTorch's momentum is 1 minus "
                  "this). Keras's 0.99 lags behind fast-changing weights in short runs; 0.9 does not")
-      ->capture_default_str()
-      ->check(kFraction)
-      ->needs(batch_norm);
+      ->check(kFraction);
   app.add_option("--dropout", s.dropout,
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
                  "study's)")
-      ->capture_default_str()
       ->check(kFraction);
   add_optimisation_options(app, s);
 }
@@ -845,6 +911,9 @@ int run(Settings s, const CLI::App& app) {
         "--precision float16 needs a CUDA device, but --device {} gives {}; use --precision "
         "bfloat16 there",
         s.device, device.str()));
+  }
+  if (s.resume.empty()) {
+    apply_recipe(s, app);
   }
   const std::string out = s.resume.empty() ? s.out : s.resume;
   const std::string checkpoint = out + "/checkpoint";

@@ -13,6 +13,7 @@
 #include "fvc/loader.h"
 #include "fvc/model_io.h"
 #include "fvc/preprocessing.h"
+#include "fvc/recipe.h"
 #include "fvc/runtime.h"
 #include "fvc/trainer.h"
 #include "fvc/vgg_face_backbone.h"
