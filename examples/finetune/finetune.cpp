@@ -1,26 +1,32 @@
 // fvc-finetune: the "Face Value of Companies" finetune, end to end.
 //
 // Trains a VGGFace (VGG16) backbone with a three-layer dense head on FER2013's
-// Training split, validating on PublicTest after every epoch, with the study's
-// recipe: Adam (Keras 2 flavour, learning rate 1e-3), cross-entropy, 16
-// epochs of batch 250, pixels / 255 with the gray channel copied to three.
-// It then saves the model as Keras JSON plus HDF5 weights, reloads it from
-// those files and scores PublicTest and PrivateTest with the reloaded copy.
+// Training split, validating on PublicTest after every epoch, for 16 epochs of
+// batch 250 with pixels / 255 and the gray channel copied to three. It then
+// saves the model as Keras JSON plus HDF5 weights, reloads it from those files
+// and scores PublicTest and PrivateTest with the reloaded copy.
+//
+// --recipe picks the defaults of every training flag (fvc/recipe.h):
+//   original  the study's: no normalisation, Keras 2 Adam at 1e-3, cross-entropy, nothing else;
+//   fvc       (the default) batch normalisation, dropout 0.3, AdamW in one cycle, label
+//             smoothing, crops, flips and rotations, final scores over 10 views.
+// A flag given on top changes that one setting of the recipe.
 //
 // Data: FER2013 in its Kaggle CSV layout (fer2013.csv or fer2013.csv.gz),
 // given with --data. Without --data it uses fvc's built-in synthetic faces,
 // so the program runs anywhere.
 //
-//   fvc-finetune --data fer2013.csv.gz               # the full study, 16 epochs
+//   fvc-finetune --data fer2013.csv.gz --recipe original   # the full study, 16 epochs
+//   fvc-finetune --data fer2013.csv.gz --precision bfloat16 --channels-last  # fvc's recipe
 //   fvc-finetune --data fer2013.csv.gz --limit 2000 --epochs 1   # a quick look
 //   fvc-finetune --synthetic 3500 --epochs 3         # no download needed
 //   fvc-finetune --data fer2013.csv.gz --init-weights rcmalli_vggface_tf_notop_vgg16.h5 \
 //                --preprocessing vggface_means
 //   fvc-finetune --images fer2013-images --augment flip,crop --class-weights balanced
-//   fvc-finetune --data fer2013.csv.gz --batch-norm --dropout 0.5
+//   fvc-finetune --data fer2013.csv.gz --recipe original --batch-norm --dropout 0.5
 //
 // --images reads FER2013 as image folders, DIR/<split>/<emotion>/<image>. --augment, --sampling
-// and --class-weights change the study's recipe: random changes to each training batch, rows
+// and --class-weights change the recipe: random changes to each training batch, rows
 // drawn so that every emotion is equally frequent, or a loss that weighs the rare ones more.
 // --batch-norm and --dropout change the network: batch normalisation after every convolution,
 // dropout after fc6 and fc7. model.json records both, for fvc-evaluate and --resume.
@@ -29,10 +35,10 @@
 // --label-smoothing, --freeze-blocks and --freeze-epochs change how the network learns: AdamW or
 // SGD with Nesterov momentum instead of the study's Adam, a learning rate that warms up and
 // falls along a cosine, softened targets, and the first backbone blocks held fixed while the
-// head settles. All are off by default, as in the study:
+// head settles. The original recipe has them all off, as in the study:
 //
-//   fvc-finetune --data fer2013.csv.gz --optimizer adamw --weight-decay 0.05 \
-//                --schedule onecycle --label-smoothing 0.1 --augment flip,crop
+//   fvc-finetune --data fer2013.csv.gz --recipe original --optimizer adamw \
+//                --weight-decay 0.05 --schedule onecycle --label-smoothing 0.1 --augment flip,crop
 //
 // --init-weights starts from pretrained Keras weights, loaded by layer name
 // as the study loaded keras-vggface's VGG16 "notop" file: its conv1_1 ..
