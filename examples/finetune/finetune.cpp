@@ -297,17 +297,6 @@ const CLI::Validator kAugmentList(
     },
     "LIST");
 
-// A fraction in [0, 1), checked here so that the option parser names the flag.
-const CLI::Validator kMinDeltaRange(
-    [](std::string& text) -> std::string {
-      double value = 0.0;
-      if (!CLI::detail::lexical_cast(text, value) || !(value >= 0.0 && value < 1.0)) {
-        return "value " + text + " is not a number in [0, 1)";
-      }
-      return "";
-    },
-    "in [0, 1)");
-
 // CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
 const CLI::Validator kLearningRateRange(
     [](std::string& text) -> std::string {
@@ -319,7 +308,8 @@ const CLI::Validator kLearningRateRange(
     },
     "in (0, 10]");
 
-// A fraction in [0, 1), such as a weight decay; NaN fails too.
+// A fraction in [0, 1), such as a weight decay, checked here so that the option parser names
+// the flag; NaN fails too.
 const CLI::Validator kFraction(
     [](std::string& text) -> std::string {
       double value = 0.0;
@@ -570,7 +560,7 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--min-delta", s.min_delta,
                  "The rise in val_acc that counts as an improvement for --early-stopping, a "
                  "fraction (0.01: one point); with --resume, the first run's unless given")
-      ->check(kMinDeltaRange);
+      ->check(kFraction);
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
