@@ -186,7 +186,15 @@ struct Settings {
   bool deterministic = false;
 };
 
-// The words of --optimizer and --schedule, as checkpoints record them too.
+// The words of --sampling, --class-weights, --optimizer and --schedule, as checkpoints record
+// them too (in_order is the library's, never asked for by a flag).
+const std::vector<std::pair<std::string, fvc::Sampling>> kSamplings = {
+    {"shuffle", fvc::Sampling::kShuffle},
+    {"balanced", fvc::Sampling::kBalanced},
+    {"in_order", fvc::Sampling::kInOrder}};
+const std::vector<std::pair<std::string, fvc::ClassWeights>> kClassWeights = {
+    {"none", fvc::ClassWeights::kNone},
+    {"balanced", fvc::ClassWeights::kBalanced}};
 const std::vector<std::pair<std::string, fvc::Optimizer>> kOptimizers = {
     {"adam", fvc::Optimizer::kAdam},
     {"adamw", fvc::Optimizer::kAdamW},
@@ -367,10 +375,8 @@ void apply_recipe(Settings& s, const CLI::App& app) {
   unless_given("--batch-size", s.batch_size, t.batch_size());
   unless_given("--lr", s.learning_rate, t.learning_rate());
   unless_given("--augment", s.augment, augment_text(t.augmentation()));
-  unless_given("--sampling", s.sampling,
-               std::string(t.sampling() == fvc::Sampling::kBalanced ? "balanced" : "shuffle"));
-  unless_given("--class-weights", s.class_weights,
-               std::string(t.class_weights() == fvc::ClassWeights::kBalanced ? "balanced" : "none"));
+  unless_given("--sampling", s.sampling, name_of(kSamplings, t.sampling()));
+  unless_given("--class-weights", s.class_weights, name_of(kClassWeights, t.class_weights()));
   unless_given("--optimizer", s.optimizer, name_of(kOptimizers, t.optimizer()));
   unless_given("--weight-decay", s.weight_decay, t.weight_decay());
   unless_given("--momentum", s.momentum, t.momentum());
@@ -785,9 +791,8 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
           .learning_rate(s.learning_rate)
           .seed(static_cast<uint64_t>(s.seed))
           .augmentation(parse_augment(s.augment))
-          .sampling(s.sampling == "balanced" ? fvc::Sampling::kBalanced : fvc::Sampling::kShuffle)
-          .class_weights(s.class_weights == "balanced" ? fvc::ClassWeights::kBalanced
-                                                       : fvc::ClassWeights::kNone)
+          .sampling(value_named(kSamplings, s.sampling))
+          .class_weights(value_named(kClassWeights, s.class_weights))
           .early_stopping_patience(s.early_stopping)
           .early_stopping_min_delta(s.min_delta)
           .optimizer(value_named(kOptimizers, s.optimizer))
@@ -830,10 +835,8 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
   check("--batch-size", flags.batch_size(), recorded.batch_size());
   check("--lr", flags.learning_rate(), recorded.learning_rate());
   check("--augment", fvc::describe(flags.augmentation()), fvc::describe(recorded.augmentation()));
-  check("--sampling", s.sampling,
-        recorded.sampling() == fvc::Sampling::kBalanced ? "balanced" : "shuffle");
-  check("--class-weights", s.class_weights,
-        recorded.class_weights() == fvc::ClassWeights::kBalanced ? "balanced" : "none");
+  check("--sampling", s.sampling, name_of(kSamplings, recorded.sampling()));
+  check("--class-weights", s.class_weights, name_of(kClassWeights, recorded.class_weights()));
   check("--optimizer", s.optimizer, name_of(kOptimizers, recorded.optimizer()));
   check("--weight-decay", flags.weight_decay(), recorded.weight_decay());
   check("--momentum", flags.momentum(), recorded.momentum());
