@@ -1,7 +1,9 @@
 #include "fvc/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -20,6 +22,17 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+// The widest blur `Dataset::blurred` takes: beyond it a 48x48 face is a smudge.
+constexpr double kMaxBlurSigma = 8.0;
+
+// A normalised 1-D Gaussian of standard deviation `sigma`, radius ceil(3 sigma).
+torch::Tensor gaussian_kernel(double sigma) {
+  const auto radius = static_cast<int64_t>(std::ceil(3.0 * sigma));
+  const auto offsets = torch::arange(-radius, radius + 1, torch::kDouble);
+  const auto weights = torch::exp(-offsets.square() / (2.0 * sigma * sigma));
+  return (weights / weights.sum()).to(torch::kFloat);
 }
 
 torch::Tensor seeded_permutation(int64_t count, uint64_t seed) {
@@ -143,6 +156,34 @@ Dataset Dataset::sample(int64_t count, uint64_t seed) const {
   auto chosen = seeded_permutation(this->count(), mix_seed(seed, 1)).slice(0, 0, count);
   auto indices = std::get<0>(chosen.sort());
   return select(indices, fmt::format("{} [{} sampled]", source_, count));
+}
+
+Dataset Dataset::blurred(double sigma) const {
+  if (!(sigma >= 0.0 && sigma <= kMaxBlurSigma)) {
+    throw ConfigError(
+        fmt::format("blur sigma is {}, expected 0 to {} pixels", sigma, kMaxBlurSigma));
+  }
+  if (sigma == 0.0 || count() == 0) {
+    return *this;
+  }
+  const auto kernel = gaussian_kernel(sigma);
+  const int64_t radius = kernel.size(0) / 2;
+  const auto across = kernel.view({1, 1, 1, -1});
+  const auto down = kernel.view({1, 1, -1, 1});
+  // In slices, so that the float copies stay small whatever the set's size.
+  constexpr int64_t kSlice = 4096;
+  std::vector<torch::Tensor> slices;
+  torch::NoGradGuard no_grad;
+  for (int64_t first = 0; first < count(); first += kSlice) {
+    auto x = images_.slice(0, first, first + kSlice).unsqueeze(1).to(torch::kFloat);
+    x = torch::nn::functional::pad(
+        x, torch::nn::functional::PadFuncOptions({radius, radius, radius, radius})
+               .mode(torch::kReplicate));
+    x = torch::conv2d(torch::conv2d(x, across), down);
+    slices.push_back(x.squeeze(1).round_().clamp_(0, 255).to(torch::kByte));
+  }
+  return Dataset(torch::cat(slices), labels_, splits_,
+                 fmt::format("{} [blurred, sigma {}]", source_, sigma));
 }
 
 Dataset Dataset::select(const torch::Tensor& indices, std::string source) const {

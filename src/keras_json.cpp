@@ -382,8 +382,8 @@ Preprocessing read_preprocessing(const Json& model, const std::string& source) {
   try {
     return preprocessing_from_name(found->get<std::string>());
   } catch (const std::exception&) {  // not a string, or not a known name
-    throw WeightsError(fmt::format("{}: {} is {}, expected \"unit_range\" or \"vggface_means\"",
-                                   source, kPreprocessingKey, found->dump()));
+    throw WeightsError(fmt::format("{}: {} is {}, expected {}", source, kPreprocessingKey,
+                                   found->dump(), preprocessing_names()));
   }
 }
 

@@ -171,6 +171,13 @@ void define_preprocess(torch::jit::Module& module, Preprocessing preprocessing,
     result = fmt::format("x - torch.tensor([{}, {}, {}], device=x.device).view(1, 3, 1, 1)",
                          float_literal(kVggFaceBgrMeans[0]), float_literal(kVggFaceBgrMeans[1]),
                          float_literal(kVggFaceBgrMeans[2]));
+  } else if (preprocessing == Preprocessing::kPerImageStandardization) {
+    // The same steps as fvc::preprocess: 0..1, then each image's own mean and spread.
+    result = fmt::format(
+        "((x / 255.0 - torch.mean(x / 255.0, [1, 2, 3], True)) / "
+        "torch.std(x / 255.0, [1, 2, 3], False, True).clamp_min(1.0 / 255.0))"
+        ".expand(-1, {}, -1, -1)",
+        channels);
   } else {
     result = fmt::format("x.expand(-1, {}, -1, -1) / 255.0", channels);
   }

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <fstream>
 #include <string>
 
@@ -76,6 +77,46 @@ TEST_CASE("Preprocessing vggface_means subtracts the BGR means on the 0..255 sca
   CHECK(torch::equal(input.select(1, 1), gray - green));
 }
 
+TEST_CASE("Preprocessing per_image_standardization gives each image mean 0 and deviation 1",
+          "[preprocessing]") {
+  // Image 0 of every_pixel_value() holds 0..255 nine times; image 1 is blank.
+  auto pixels = every_pixel_value();
+  pixels[1].fill_(77);
+
+  const auto input = fvc::preprocess(pixels, Preprocessing::kPerImageStandardization);
+
+  REQUIRE((input.sizes() == torch::IntArrayRef{2, 3, 48, 48}));
+  CHECK(input.scalar_type() == torch::kFloat);
+  CHECK(input.is_contiguous());
+  const auto first = input[0][0];
+  CHECK(first.mean().item<double>() == Approx(0.0).margin(1e-5));
+  CHECK(first.std(/*unbiased=*/false).item<double>() == Approx(1.0).epsilon(1e-5));
+  // 0..255 evenly: the deviation of a uniform set of 256 levels is sqrt((256^2 - 1) / 12).
+  const double spread = std::sqrt((256.0 * 256.0 - 1.0) / 12.0);
+  CHECK(first[0][0].item<double>() == Approx(-127.5 / spread).epsilon(1e-5));
+  CHECK(torch::equal(input[0][1], first));
+  CHECK(torch::equal(input[0][2], first));
+  // A blank image has no spread to divide by: zeros, not NaN.
+  CHECK(torch::equal(input[1], torch::zeros({3, 48, 48})));
+}
+
+TEST_CASE("Preprocessing per_image_standardization is blind to brightness and contrast",
+          "[preprocessing]") {
+  // The same face at full contrast and at a third of it, lifted by 80 grey levels: what the
+  // rebuilt FER2013's Training images look like beside its test images.
+  const auto face = fvc::Dataset::synthetic(10, 8).images().to(torch::kLong);
+  const auto low = face.div(3, "floor").mul(3);  // levels a multiple of 3, exactly
+  const auto faint = (low / 3 + 80).to(torch::kByte);
+  const auto strong = low.to(torch::kByte);
+
+  const auto from_strong = fvc::preprocess(strong, Preprocessing::kPerImageStandardization);
+  const auto from_faint = fvc::preprocess(faint, Preprocessing::kPerImageStandardization);
+
+  CHECK(torch::allclose(from_faint, from_strong, 1e-4, 1e-4));
+  CHECK_FALSE(torch::allclose(fvc::preprocess(faint, Preprocessing::kUnitRange),
+                              fvc::preprocess(strong, Preprocessing::kUnitRange), 0.1, 0.1));
+}
+
 TEST_CASE("Preprocessing of augmented images in 0..1 matches preprocessing of the pixels",
           "[preprocessing]") {
   const auto pixels = every_pixel_value();
@@ -86,18 +127,23 @@ TEST_CASE("Preprocessing of augmented images in 0..1 matches preprocessing of th
   // x / 255 * 255 is not always x again in float: within a few units in the last place.
   CHECK(torch::allclose(fvc::preprocess_unit_range(unit, Preprocessing::kVggFaceMeans),
                         fvc::preprocess(pixels, Preprocessing::kVggFaceMeans), 0.0, 1e-4));
+  CHECK(torch::allclose(fvc::preprocess_unit_range(unit, Preprocessing::kPerImageStandardization),
+                        fvc::preprocess(pixels, Preprocessing::kPerImageStandardization), 0.0,
+                        1e-5));
 }
 
 TEST_CASE("Preprocessing names round trip and an unknown name lists the valid ones",
           "[preprocessing]") {
-  for (const auto p : {Preprocessing::kUnitRange, Preprocessing::kVggFaceMeans}) {
+  for (const auto p : fvc::kPreprocessings) {
     CHECK(fvc::preprocessing_from_name(fvc::preprocessing_name(p)) == p);
   }
   CHECK(fvc::preprocessing_name(Preprocessing::kVggFaceMeans) == "vggface_means");
+  CHECK(fvc::preprocessing_name(Preprocessing::kPerImageStandardization) ==
+        "per_image_standardization");
   REQUIRE_THROWS_AS(fvc::preprocessing_from_name("imagenet"), fvc::ConfigError);
   REQUIRE_THROWS_WITH(fvc::preprocessing_from_name("imagenet"),
-                      "preprocessing 'imagenet' is unknown, expected \"unit_range\" or "
-                      "\"vggface_means\"");
+                      "preprocessing 'imagenet' is unknown, expected \"unit_range\", "
+                      "\"vggface_means\" or \"per_image_standardization\"");
 }
 
 TEST_CASE("Loader applies the chosen preprocessing with and without augmentation",
@@ -173,16 +219,16 @@ TEST_CASE("ModelIO reads a JSON without fvc_preprocessing as the study's and ref
     REQUIRE_THROWS_AS(ModelIO::load(dir.path("bad.json"), dir.path("m.h5")), fvc::WeightsError);
     REQUIRE_THROWS_WITH(ModelIO::load(dir.path("bad.json"), dir.path("m.h5")),
                         dir.path("bad.json") +
-                            ": fvc_preprocessing is \"imagenet\", expected \"unit_range\" or "
-                            "\"vggface_means\"");
+                            ": fvc_preprocessing is \"imagenet\", expected \"unit_range\", "
+                            "\"vggface_means\" or \"per_image_standardization\"");
   }
   SECTION("not a string") {
     json["fvc_preprocessing"] = 1;
     write_json(dir.path("bad.json"), json);
     REQUIRE_THROWS_WITH(ModelIO::load_network(dir.path("bad.json"), dir.path("m.h5")),
                         dir.path("bad.json") +
-                            ": fvc_preprocessing is 1, expected \"unit_range\" or "
-                            "\"vggface_means\"");
+                            ": fvc_preprocessing is 1, expected \"unit_range\", "
+                            "\"vggface_means\" or \"per_image_standardization\"");
   }
 }
 
@@ -210,7 +256,7 @@ TEST_CASE("TorchScript archive carries the preprocessing as a name and as a meth
           "[preprocessing][io]") {
   TempDir dir;
   const auto pixels = Dataset::synthetic(10, 6).images();
-  for (const auto p : {Preprocessing::kUnitRange, Preprocessing::kVggFaceMeans}) {
+  for (const auto p : fvc::kPreprocessings) {
     const std::string name(fvc::preprocessing_name(p));
     INFO(name);
     ModelIO::export_torchscript(small_net(p), dir.path(name + ".pt"));

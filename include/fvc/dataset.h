@@ -198,6 +198,13 @@ class Dataset : public torch::data::datasets::Dataset<Dataset> {
   /// the whole set if `count` is at least its size.
   Dataset sample(int64_t count, uint64_t seed) const;
 
+  /// The same rows with every image blurred by a Gaussian of standard deviation `sigma`
+  /// pixels (a separable kernel of radius ceil(3 sigma), edges extended, rounded back to
+  /// uint8); the set itself for `sigma` 0. Throws `ConfigError` for a `sigma` outside 0..8.
+  /// For scoring images sharper than those a network was trained on; see
+  /// `TrainerOptions::scored_image_blur`.
+  Dataset blurred(double sigma) const;
+
   /// Number of rows.
   int64_t count() const;
 

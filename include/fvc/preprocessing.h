@@ -21,13 +21,30 @@ enum class Preprocessing : uint8_t {
   /// of VGGFace's training faces subtracted per channel (`kVggFaceBgrMeans`). The weights
   /// published with VGGFace were trained on input prepared so. Named "vggface_means".
   kVggFaceMeans = 1,
+  /// Each image scaled to 0..1, then centred on its own mean and divided by its own standard
+  /// deviation (at least one grey level, so a blank image becomes zeros), as TensorFlow's
+  /// `per_image_standardization`. The network then sees the same input whatever an image's
+  /// brightness and contrast, which protects it from sets whose splits differ in them (the
+  /// FER2013 rebuilt from per-image JPEGs has Training images of about 30% less contrast than
+  /// PublicTest and PrivateTest). Named "per_image_standardization".
+  kPerImageStandardization = 2,
 };
 
 /// VGGFace's mean pixel, in its channel order blue, green, red, on the 0..255 scale.
 inline constexpr std::array<float, 3> kVggFaceBgrMeans = {93.5940f, 104.7624f, 129.1863f};
 
-/// "unit_range" or "vggface_means": the name files and command lines use.
+/// "unit_range", "vggface_means" or "per_image_standardization": the name files and command
+/// lines use.
 std::string_view preprocessing_name(Preprocessing preprocessing);
+
+/// Every preprocessing, in the order of their values.
+inline constexpr std::array<Preprocessing, 3> kPreprocessings = {
+    Preprocessing::kUnitRange, Preprocessing::kVggFaceMeans,
+    Preprocessing::kPerImageStandardization};
+
+/// The names of all preprocessings quoted for a message: `"unit_range", "vggface_means" or
+/// "per_image_standardization"`.
+std::string preprocessing_names();
 
 /// The preprocessing called `name` (as `preprocessing_name` spells it). Throws `ConfigError`
 /// listing the valid names for any other text.
