@@ -155,13 +155,21 @@ std::string recipe_line(const TrainerOptions& o, const EmotionNetOptions& net,
     parts.push_back(fmt::format("preprocessing {}", preprocessing_name(net.preprocessing())));
   }
   if (net.backbone().batch_norm()) {
-    parts.push_back("batch normalisation");
+    parts.push_back(o.batch_norm_statistics_images() > 0
+                        ? fmt::format("batch normalisation (statistics measured on {} plain "
+                                      "training images before each validation)",
+                                      o.batch_norm_statistics_images())
+                        : "batch normalisation");
   }
   if (net.dropout() > 0.0) {
     parts.push_back(fmt::format("dropout {}", net.dropout()));
   }
   if (augments(o.augmentation())) {
     parts.push_back("augmentation " + describe(o.augmentation()));
+  }
+  if (o.scored_image_blur() > 0.0) {
+    parts.push_back(
+        fmt::format("scored images blurred (Gaussian, sigma {} pixels)", o.scored_image_blur()));
   }
   if (o.sampling() == Sampling::kBalanced) {
     parts.push_back("sampling balanced (with replacement)");
@@ -518,6 +526,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     stats.train_seconds = train_seconds();
     stats.skipped_batches = totals.skipped_batches;
 
+    s.recompute_batch_norm_statistics(train, epoch);
     const Evaluation scored = evaluate(validation);
     stats.val_loss = scored.loss;
     stats.val_acc = scored.accuracy;
@@ -556,8 +565,9 @@ bool Trainer::stopped() const { return state_->stopped; }
 
 bool Trainer::early_stopped() const { return state_->early_stopped; }
 
-Evaluation Trainer::evaluate(const Dataset& data, const TestTimeAugmentation& tta) {
-  check_not_empty(data, "evaluation");
+Evaluation Trainer::evaluate(const Dataset& given, const TestTimeAugmentation& tta) {
+  check_not_empty(given, "evaluation");
+  const Dataset data = given.blurred(state_->options.scored_image_blur());
   check_test_time_augmentation(tta);
   auto& s = *state_;
   const auto on_device = torch::TensorOptions().device(s.device);
@@ -604,8 +614,9 @@ torch::Tensor Trainer::predict(const Dataset& data, const TestTimeAugmentation& 
   return probabilities(data, tta).argmax(1);
 }
 
-torch::Tensor Trainer::probabilities(const Dataset& data, const TestTimeAugmentation& tta) {
+torch::Tensor Trainer::probabilities(const Dataset& given, const TestTimeAugmentation& tta) {
   check_test_time_augmentation(tta);
+  const Dataset data = given.blurred(state_->options.scored_image_blur());
   std::vector<torch::Tensor> batches;
   if (view_count(tta) == 1) {
     state_->for_each_scored_batch(data, [&](const Batch&, const torch::Tensor& logits) {

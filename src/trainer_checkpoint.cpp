@@ -95,11 +95,15 @@ Enum value_for(const Json& word, const Words<Enum, N>& words, const std::string&
 // lack them, and load with the trainer's own.
 constexpr std::array<const char*, 3> kDataSettings = {"augmentation", "sampling", "class_weights"};
 
-// The optimisation settings; checkpoints written before they could be set lack them, and the
-// run that wrote them had their defaults.
-constexpr std::array<const char*, 9> kOptimisationSettings = {
-    "optimizer",         "weight_decay",    "momentum",      "schedule",     "warmup_epochs",
-    "min_learning_rate", "label_smoothing", "freeze_blocks", "freeze_epochs"};
+// The optimisation and scoring settings; checkpoints written before they could be set lack
+// them, and the run that wrote them had their defaults.
+constexpr std::array<const char*, 11> kOptimisationSettings = {
+    "optimizer",        "weight_decay",
+    "momentum",         "schedule",
+    "warmup_epochs",    "min_learning_rate",
+    "label_smoothing",  "freeze_blocks",
+    "freeze_epochs",    "batch_norm_statistics_images",
+    "scored_image_blur"};
 
 // The settings a resumed run must share with the run it continues, by name.
 Json fixed_settings(const TrainerOptions& o) {
@@ -123,7 +127,9 @@ Json fixed_settings(const TrainerOptions& o) {
           {"min_learning_rate", o.min_learning_rate()},
           {"label_smoothing", o.label_smoothing()},
           {"freeze_blocks", o.freeze_blocks()},
-          {"freeze_epochs", o.freeze_epochs()}};
+          {"freeze_epochs", o.freeze_epochs()},
+          {"batch_norm_statistics_images", o.batch_norm_statistics_images()},
+          {"scored_image_blur", o.scored_image_blur()}};
 }
 
 // `recorded` with each optimisation setting it lacks at its default, as the older run had it.
@@ -172,7 +178,9 @@ TrainerOptions options_with_settings(const Json& given, TrainerOptions base,
       .min_learning_rate(recorded.at("min_learning_rate").get<double>())
       .label_smoothing(recorded.at("label_smoothing").get<double>())
       .freeze_blocks(recorded.at("freeze_blocks").get<int64_t>())
-      .freeze_epochs(recorded.at("freeze_epochs").get<int64_t>());
+      .freeze_epochs(recorded.at("freeze_epochs").get<int64_t>())
+      .batch_norm_statistics_images(recorded.at("batch_norm_statistics_images").get<int64_t>())
+      .scored_image_blur(recorded.at("scored_image_blur").get<double>());
   return base;
 }
 

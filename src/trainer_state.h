@@ -97,6 +97,10 @@ struct Trainer::State {
   // the scheduled learning rate and the freezing of the epoch, backpropagates (scaled in
   // float16) and updates, unless float16 gradients overflowed.
   void train_step(const torch::Tensor& loss, int64_t epoch, int64_t first_image);
+  // Body in trainer_batch_norm.cpp. Replaces the batch normalisations' moving averages by the
+  // mean of the batch statistics over the first `batch_norm_statistics_images` of the epoch's
+  // order (whole batches, unaugmented); does nothing when that is 0 or the model has none.
+  void recompute_batch_norm_statistics(const Dataset& train, int64_t epoch);
   // Makes the parameters of the frozen blocks trainable or not.
   void set_frozen(bool on);
   std::vector<torch::Tensor> freezable_parameters() const;

@@ -581,3 +581,45 @@ TEST_CASE("Trainer refuses to resume on another training set", "[training]") {
     CHECK(resumed.fit(train, validation).size() == 1);
   }
 }
+
+TEST_CASE("Trainer blurs the images it scores when asked and never the training images",
+          "[training]") {
+  const auto faces = fvc::Dataset::synthetic(300, 14);
+  const auto train = faces.split(fvc::Split::kTraining);
+  const auto held_out = faces.split(fvc::Split::kPublicTest);
+  const auto trained = [&](double blur) {
+    torch::manual_seed(15);
+    fvc::Trainer trainer(fvc::EmotionNet(small_net_options()),
+                         quick_options().epochs(2).scored_image_blur(blur));
+    trainer.fit(train, held_out);
+    return trainer;
+  };
+
+  auto sharp = trained(0.0);
+  auto blurred = trained(2.0);
+
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(blurred.history()[i].loss == sharp.history()[i].loss);
+    CHECK(blurred.history()[i].val_loss != sharp.history()[i].val_loss);
+  }
+  // The same weights: scoring blurs the set first, and only then.
+  CHECK(torch::equal(blurred.probabilities(held_out), sharp.probabilities(held_out.blurred(2.0))));
+  CHECK(blurred.evaluate(held_out).loss == blurred.history().back().val_loss);
+  CHECK(blurred.evaluate(held_out, fvc::TestTimeAugmentation().flip(true)).loss ==
+        sharp.evaluate(held_out.blurred(2.0), fvc::TestTimeAugmentation().flip(true)).loss);
+}
+
+TEST_CASE("Trainer records the scored image blur in its checkpoint and refuses another",
+          "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  save_untrained(quick_options().scored_image_blur(2.5), checkpoint);
+
+  CHECK(fvc::Trainer::checkpoint_options(checkpoint).scored_image_blur() == 2.5);
+  fvc::Trainer other(fvc::EmotionNet(small_net_options()), quick_options());
+  CHECK_THROWS_AS(other.load_checkpoint(checkpoint), fvc::ConfigError);
+  CHECK_THROWS_WITH(other.load_checkpoint(checkpoint), Catch::Contains("scored_image_blur"));
+  CHECK_THROWS_WITH(
+      fvc::Trainer(fvc::EmotionNet(small_net_options()), quick_options().scored_image_blur(9.0)),
+      "scored_image_blur is 9, expected 0 to 8 pixels");
+}

@@ -47,6 +47,7 @@ struct Settings {
   int threads = 0;
   std::string device = "auto";
   std::string tta;
+  double blur = 0.0;
 };
 
 const std::map<std::string, fvc::Split> kSplits = {{"Training", fvc::Split::kTraining},
@@ -84,6 +85,10 @@ void add_options(CLI::App& app, Settings& s) {
       ->check(CLI::IsMember({"Training", "PublicTest", "PrivateTest"}));
   app.add_option("--out", s.out, "Folder for the confusion matrix and the predictions")
       ->capture_default_str();
+  app.add_option("--blur", s.blur,
+                 "Blur every image by a Gaussian of this many pixels before scoring, as "
+                 "fvc-finetune --scored-blur did for the model's validation (0: as they are)")
+      ->check(CLI::Range(0.0, 8.0));
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -142,7 +147,8 @@ int run(const Settings& s) {
     fmt::print("test-time augmentation {}, each view a pass over {} images\n", fvc::describe(tta),
                data.count());
   }
-  fvc::Trainer scorer(model, fvc::TrainerOptions().device(s.device).threads(s.threads));
+  fvc::Trainer scorer(
+      model, fvc::TrainerOptions().device(s.device).threads(s.threads).scored_image_blur(s.blur));
   const fvc::Evaluation result = scorer.evaluate(data, tta);
 
   const std::string stem = lowercase(s.split);

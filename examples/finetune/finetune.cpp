@@ -156,6 +156,8 @@ struct Settings {
   int64_t base_filters = 64;
   bool batch_norm = false;
   double batch_norm_momentum = fvc::kBatchNormKerasMomentum;
+  int64_t batch_norm_statistics = 0;  // images; 0 keeps the moving averages
+  double scored_blur = 0.0;           // pixels; 0 scores images as they are
   double dropout = 0.0;
   std::string resume;
   std::string init_weights;
@@ -393,7 +395,10 @@ void apply_recipe(Settings& s, const CLI::App& app) {
   unless_given("--batch-norm", s.batch_norm, r.model.backbone().batch_norm());
   unless_given("--batch-norm-momentum", s.batch_norm_momentum,
                r.model.backbone().batch_norm_momentum());
+  unless_given("--batch-norm-statistics", s.batch_norm_statistics,
+               t.batch_norm_statistics_images());
   unless_given("--dropout", s.dropout, r.model.dropout());
+  unless_given("--scored-blur", s.scored_blur, t.scored_image_blur());
   unless_given("--preprocessing", s.preprocessing,
                std::string(fvc::preprocessing_name(r.model.preprocessing())));
   unless_given("--tta", s.tta, tta_text(r.evaluation));
@@ -533,10 +538,12 @@ void add_options(CLI::App& app, Settings& s) {
                  "N / (7 * N_k), about 9.4 for FER2013's disgust")
       ->check(CLI::IsMember({"none", "balanced"}));
   app.add_option("--preprocessing", s.preprocessing,
-                 "unit_range: pixels / 255 (the study's; the default); vggface_means: the 0..255 "
-                 "scale minus VGGFace's mean blue, green and red, as its pretrained weights "
-                 "expect. Saved with the model, so fvc-evaluate prepares images the same way")
-      ->check(CLI::IsMember({"unit_range", "vggface_means"}));
+                 "unit_range: pixels / 255 (the study's); vggface_means: the 0..255 scale minus "
+                 "VGGFace's mean blue, green and red, as its pretrained weights expect; "
+                 "per_image_standardization: each image centred on its mean and divided by its "
+                 "standard deviation, blind to brightness and contrast (the fvc recipe's). Saved "
+                 "with the model, so fvc-evaluate prepares images the same way")
+      ->check(CLI::IsMember({"unit_range", "vggface_means", "per_image_standardization"}));
   app.add_option("--prefetch", s.prefetch,
                  "Training batches prepared ahead on a background thread (0: none); results are "
                  "the same either way")
@@ -587,6 +594,19 @@ void add_options(CLI::App& app, Settings& s) {
                  "moving mean and variance, as Keras counts it (LibTorch's momentum is 1 minus "
                  "this). Keras's 0.99 lags behind fast-changing weights in short runs; 0.9 does not")
       ->check(kFraction);
+  app.add_option("--batch-norm-statistics", s.batch_norm_statistics,
+                 "With --batch-norm: before each validation, measure the normalisations' "
+                 "statistics afresh on this many plain training images instead of using the "
+                 "moving averages, which trail the weights and describe augmented images (0: "
+                 "keep the averages, as Keras)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--scored-blur", s.scored_blur,
+                 "Blur PublicTest and PrivateTest images (validation and final scores, never "
+                 "training images) by a Gaussian of this many pixels: for training images "
+                 "blurrier than the scored ones, as in the FER2013 rebuilt from JPEGs, whose "
+                 "Training split is blurred by about 3 (0: as they are; fvc-evaluate --blur "
+                 "repeats it on a saved model)")
+      ->check(CLI::Range(0.0, 8.0));
   app.add_option("--dropout", s.dropout,
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
                  "study's)")
@@ -784,27 +804,28 @@ void check_schedule_flags(const fvc::TrainerOptions& recipe) {
 // that a resumed run cannot quietly change it.
 fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
                                     const std::string& checkpoint) {
-  const auto flags =
-      fvc::TrainerOptions()
-          .epochs(s.epochs)
-          .batch_size(s.batch_size)
-          .learning_rate(s.learning_rate)
-          .seed(static_cast<uint64_t>(s.seed))
-          .augmentation(parse_augment(s.augment))
-          .sampling(value_named(kSamplings, s.sampling))
-          .class_weights(value_named(kClassWeights, s.class_weights))
-          .early_stopping_patience(s.early_stopping)
-          .early_stopping_min_delta(s.min_delta)
-          .optimizer(value_named(kOptimizers, s.optimizer))
-          .weight_decay(s.weight_decay)
-          .momentum(s.momentum)
-          .schedule(value_named(kSchedules, s.schedule))
-          .warmup_epochs(s.warmup_epochs)
-          .min_learning_rate(s.min_lr)
-          .label_smoothing(s.label_smoothing)
-          .freeze_blocks(s.freeze_blocks)
-          .freeze_epochs(s.freeze_epochs)
-          .deterministic(s.deterministic);
+  const auto flags = fvc::TrainerOptions()
+                         .epochs(s.epochs)
+                         .batch_size(s.batch_size)
+                         .learning_rate(s.learning_rate)
+                         .seed(static_cast<uint64_t>(s.seed))
+                         .augmentation(parse_augment(s.augment))
+                         .sampling(value_named(kSamplings, s.sampling))
+                         .class_weights(value_named(kClassWeights, s.class_weights))
+                         .early_stopping_patience(s.early_stopping)
+                         .early_stopping_min_delta(s.min_delta)
+                         .optimizer(value_named(kOptimizers, s.optimizer))
+                         .weight_decay(s.weight_decay)
+                         .momentum(s.momentum)
+                         .schedule(value_named(kSchedules, s.schedule))
+                         .warmup_epochs(s.warmup_epochs)
+                         .min_learning_rate(s.min_lr)
+                         .label_smoothing(s.label_smoothing)
+                         .freeze_blocks(s.freeze_blocks)
+                         .freeze_epochs(s.freeze_epochs)
+                         .batch_norm_statistics_images(s.batch_norm_statistics)
+                         .scored_image_blur(s.scored_blur)
+                         .deterministic(s.deterministic);
   if (s.resume.empty()) {
     check_momentum_flag(app, flags);
     check_schedule_flags(flags);
@@ -846,6 +867,9 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
   check("--label-smoothing", flags.label_smoothing(), recorded.label_smoothing());
   check("--freeze-blocks", flags.freeze_blocks(), recorded.freeze_blocks());
   check("--freeze-epochs", flags.freeze_epochs(), recorded.freeze_epochs());
+  check("--batch-norm-statistics", flags.batch_norm_statistics_images(),
+        recorded.batch_norm_statistics_images());
+  check("--scored-blur", flags.scored_image_blur(), recorded.scored_image_blur());
   check_momentum_flag(app, recorded);
   check_schedule_flags(recorded);
   return recorded;

@@ -209,6 +209,24 @@ struct TrainerOptions {
   /// averages frozen at their starting values would not normalise at all.
   TORCH_ARG(int64_t, freeze_blocks) = 0;
   TORCH_ARG(int64_t, freeze_epochs) = 0;
+  /// With batch normalisation in the backbone: before each validation, the normalisations'
+  /// moving averages are replaced by statistics measured on this many training images (the
+  /// first of the epoch's order, in whole training batches, without augmentation), with the
+  /// weights as the epoch left them; 0 (the default) keeps the moving averages, as Keras does.
+  /// The averages trail fast-changing weights and describe augmented images, so in eval mode
+  /// they can normalise plain images badly; measured statistics cost one forward pass over
+  /// the images. The checkpoint and best model hold the measured statistics. Does nothing
+  /// without batch normalisation.
+  TORCH_ARG(int64_t, batch_norm_statistics_images) = 0;
+  /// Every image the trainer scores (validation in `fit`, `evaluate`, `predict`,
+  /// `probabilities`) is first blurred by a Gaussian of this standard deviation in pixels
+  /// (`Dataset::blurred`), 0..8; training images never are. 0 (the default) scores images as
+  /// they are. For data whose training images are blurrier than the ones to be scored, which
+  /// a network otherwise meets as unfamiliar input: the FER2013 rebuilt from per-image JPEGs
+  /// has Training images blurred (about a Gaussian of 2.5 to 3 pixels) and sharp PublicTest
+  /// and PrivateTest images. A model saved from such a run expects the same blur wherever it
+  /// is used: `fvc-evaluate --blur`.
+  TORCH_ARG(double, scored_image_blur) = 0.0;
   /// Makes LibTorch use deterministic algorithms only (`at::Context::
   /// setDeterministicAlgorithms`), and cuDNN deterministic algorithms without benchmarking, so
   /// that a CUDA run can repeat to the bit on the same GPU and software; an operation without a
