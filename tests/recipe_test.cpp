@@ -57,6 +57,8 @@ TEST_CASE("The original recipe has the study's numbers", "[recipe]") {
   CHECK(trainer.class_weights() == fvc::ClassWeights::kNone);
   CHECK(trainer.precision() == fvc::Precision::kFloat32);
   CHECK(trainer.early_stopping_patience() == 0);
+  CHECK(trainer.batch_norm_statistics_images() == 0);
+  CHECK(trainer.scored_image_blur() == 0.0);
   CHECK(fvc::view_count(recipe.evaluation) == 1);
 }
 
@@ -82,6 +84,9 @@ TEST_CASE("The fvc recipe turns on what the original leaves off", "[recipe]") {
   CHECK(recipe.model.backbone().batch_norm());
   CHECK(recipe.model.backbone().batch_norm_momentum() == 0.9);
   CHECK(recipe.model.dropout() == 0.3);
+  CHECK(recipe.model.preprocessing() == fvc::Preprocessing::kPerImageStandardization);
+  CHECK(recipe.trainer.batch_norm_statistics_images() == 5000);
+  CHECK(recipe.trainer.scored_image_blur() == 3.0);
   CHECK(recipe.trainer.epochs() == 16);
   CHECK(recipe.trainer.batch_size() == 250);
   CHECK(recipe.trainer.optimizer() == fvc::Optimizer::kAdamW);
