@@ -68,6 +68,17 @@ EmotionNetOptions small_net_options() {
   return options;
 }
 
+TrainingRun train_to(EmotionNet net, const TrainerOptions& options, int64_t epochs,
+                     const Dataset& train, const Dataset& validation,
+                     const std::string& resume_from) {
+  Trainer trainer(net, TrainerOptions(options).epochs(epochs));
+  if (!resume_from.empty()) {
+    trainer.load_checkpoint(resume_from);
+  }
+  trainer.fit(train, validation);
+  return {trainer.history(), net};
+}
+
 AugmentationOptions every_augmentation() {
   return AugmentationOptions()
       .crop_padding(4)

@@ -45,4 +45,16 @@ double number_from_environment(const char* name, double fallback);
 /// A narrow network that trains in seconds: same layers, fewer filters and units.
 EmotionNetOptions small_net_options();
 
+/// The history and the network of one `Trainer::fit`.
+struct TrainingRun {
+  std::vector<EpochStats> history;
+  EmotionNet net;
+};
+
+/// Trains `net` with `options` until `epochs` epochs are done in all, validating on
+/// `validation`, after restoring the checkpoint in `resume_from` when one is named.
+TrainingRun train_to(EmotionNet net, const TrainerOptions& options, int64_t epochs,
+                     const Dataset& train, const Dataset& validation,
+                     const std::string& resume_from = "");
+
 }  // namespace fvc::testing

@@ -48,20 +48,10 @@ fvc::EmotionNet fresh_net() {
   return fvc::EmotionNet(net_options);
 }
 
-struct Run {
-  std::vector<fvc::EpochStats> history;
-  fvc::EmotionNet net;
-};
-
-Run train(const fvc::TrainerOptions& trainer_options, int64_t epochs,
-          const std::string& resume_from = "") {
-  auto net = fresh_net();
-  fvc::Trainer trainer(net, fvc::TrainerOptions(trainer_options).epochs(epochs));
-  if (!resume_from.empty()) {
-    trainer.load_checkpoint(resume_from);
-  }
-  trainer.fit(training_faces(), held_out_faces());
-  return {trainer.history(), net};
+fvc::testing::TrainingRun train(const fvc::TrainerOptions& trainer_options, int64_t epochs,
+                                const std::string& resume_from = "") {
+  return fvc::testing::train_to(fresh_net(), trainer_options, epochs, training_faces(),
+                                held_out_faces(), resume_from);
 }
 
 // conv1_1's output over the first `images` of the epoch's plain batches, averaged batch by

@@ -34,20 +34,11 @@ fvc::EmotionNet fresh_net() {
   return fvc::EmotionNet(small_net_options());
 }
 
-struct Run {
-  std::vector<fvc::EpochStats> history;
-  fvc::EmotionNet net;
-};
-
-Run train(const fvc::TrainerOptions& trainer_options, int64_t epochs,
-          const std::string& resume_from = "") {
-  auto net = fresh_net();
-  fvc::Trainer trainer(net, fvc::TrainerOptions(trainer_options).epochs(epochs));
-  if (!resume_from.empty()) {
-    trainer.load_checkpoint(resume_from);
-  }
-  trainer.fit(faces().split(fvc::Split::kTraining), faces().split(fvc::Split::kPublicTest));
-  return {trainer.history(), net};
+fvc::testing::TrainingRun train(const fvc::TrainerOptions& trainer_options, int64_t epochs,
+                                const std::string& resume_from = "") {
+  return fvc::testing::train_to(fresh_net(), trainer_options, epochs,
+                                faces().split(fvc::Split::kTraining),
+                                faces().split(fvc::Split::kPublicTest), resume_from);
 }
 
 bool same_parameters(const fvc::EmotionNet& a, const fvc::EmotionNet& b) {
