@@ -6,12 +6,11 @@
 // borders from crops and rotations), not the plain images that are scored. Measuring the
 // statistics again, with the weights as they now are, on training images as they are, closes
 // that gap (the "precise BN" of Wu and Johnson, 2021). It cannot close a gap between the
-// training images and the scored ones themselves: that is the preprocessing's job.
+// training images and the scored ones themselves: see `TrainerOptions::scored_image_blur`.
 
 #include <optional>
 #include <vector>
 
-#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "trainer_state.h"
@@ -37,6 +36,19 @@ void Trainer::State::recompute_batch_norm_statistics(const Dataset& train, int64
     norm->reset_running_stats();
     norm->train();
   }
+  // Puts the momenta back and the model in training mode however the measuring ends.
+  struct Restore {
+    State& state;
+    const std::vector<c10::optional<double>>& momenta;
+    ~Restore() {
+      const auto& norms = state.model->backbone->batch_norms();
+      for (size_t i = 0; i < norms.size(); ++i) {
+        auto norm = norms[i].second;
+        norm->options.momentum(momenta[i]);
+      }
+      state.model->train();
+    }
+  } restore{*this, momenta};
 
   // The epoch's own order, unaugmented, in training-sized batches: the batch statistics then
   // have the spread the network was trained with, and a resumed run measures the same images.
@@ -57,12 +69,6 @@ void Trainer::State::recompute_batch_norm_statistics(const Dataset& train, int64
     forward(batch->images);
     measured += batch->images.size(0);
   }
-
-  for (size_t i = 0; i < norms.size(); ++i) {
-    auto norm = norms[i].second;
-    norm->options.momentum(momenta[i]);
-  }
-  model->train();
 }
 
 }  // namespace fvc
