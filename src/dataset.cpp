@@ -24,9 +24,6 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream) {
   return z ^ (z >> 31);
 }
 
-// The widest blur `Dataset::blurred` takes: beyond it a 48x48 face is a smudge.
-constexpr double kMaxBlurSigma = 8.0;
-
 // A normalised 1-D Gaussian of standard deviation `sigma`, radius ceil(3 sigma).
 torch::Tensor gaussian_kernel(double sigma) {
   const auto radius = static_cast<int64_t>(std::ceil(3.0 * sigma));

@@ -88,7 +88,7 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--blur", s.blur,
                  "Blur every image by a Gaussian of this many pixels before scoring, as "
                  "fvc-finetune --scored-blur did for the model's validation (0: as they are)")
-      ->check(CLI::Range(0.0, 8.0));
+      ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));

@@ -206,6 +206,15 @@ const std::vector<std::pair<std::string, fvc::Schedule>> kSchedules = {
     {"cosine", fvc::Schedule::kCosine},
     {"onecycle", fvc::Schedule::kOneCycle}};
 
+// The words --preprocessing takes: every preprocessing's name.
+std::vector<std::string> preprocessing_words() {
+  std::vector<std::string> words;
+  for (const auto preprocessing : fvc::kPreprocessings) {
+    words.emplace_back(fvc::preprocessing_name(preprocessing));
+  }
+  return words;
+}
+
 template <typename Enum>
 Enum value_named(const std::vector<std::pair<std::string, Enum>>& known, const std::string& word) {
   for (const auto& [name, value] : known) {
@@ -543,7 +552,7 @@ void add_options(CLI::App& app, Settings& s) {
                  "per_image_standardization: each image centred on its mean and divided by its "
                  "standard deviation, blind to brightness and contrast (the fvc recipe's). Saved "
                  "with the model, so fvc-evaluate prepares images the same way")
-      ->check(CLI::IsMember({"unit_range", "vggface_means", "per_image_standardization"}));
+      ->check(CLI::IsMember(preprocessing_words()));
   app.add_option("--prefetch", s.prefetch,
                  "Training batches prepared ahead on a background thread (0: none); results are "
                  "the same either way")
@@ -606,7 +615,7 @@ void add_options(CLI::App& app, Settings& s) {
                  "blurrier than the scored ones, as in the FER2013 rebuilt from JPEGs, whose "
                  "Training split is blurred by about 3 (0: as they are; fvc-evaluate --blur "
                  "repeats it on a saved model)")
-      ->check(CLI::Range(0.0, 8.0));
+      ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
   app.add_option("--dropout", s.dropout,
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
                  "study's)")

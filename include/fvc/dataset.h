@@ -205,6 +205,9 @@ class Dataset : public torch::data::datasets::Dataset<Dataset> {
   /// `TrainerOptions::scored_image_blur`.
   Dataset blurred(double sigma) const;
 
+  /// The widest blur `blurred` takes: beyond it a 48x48 face is a smudge.
+  static constexpr double kMaxBlurSigma = 8.0;
+
   /// Number of rows.
   int64_t count() const;
 
