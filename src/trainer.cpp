@@ -468,6 +468,9 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
     // A stop asked for before the first epoch, or after the previous one, ends the run here.
     if (s.stop_requested.exchange(false)) {
       s.stopped = true;
+      const bool saved = !o.checkpoint_dir().empty() && !s.history.empty();
+      s.log(fmt::format("stopped before epoch {}{}", epoch,
+                        saved ? "; checkpoint in " + o.checkpoint_dir() : ""));
       break;
     }
     callbacks.epoch_begin(epoch);
