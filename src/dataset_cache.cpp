@@ -8,10 +8,10 @@
 
 #include <fmt/format.h>
 
-#include "atomic_file.h"
 #include "file_checks.h"
 #include "fvc/dataset.h"
 #include "fvc/error.h"
+#include "hdf5_file_image.h"
 
 namespace fvc::detail {
 namespace {
@@ -130,9 +130,8 @@ void write_cache(const std::string& path, const CacheContent& content) {
   }
 
   H5::Exception::dontPrint();
-  write_atomically(path, [&](const std::string& temp_path) {
-    try {
-      H5::H5File file(temp_path, H5F_ACC_TRUNC);
+  try {
+    write_hdf5_atomically(path, [&](H5::H5File& file) {
       write_scalar<int>(file, kVersionAttribute, H5::PredType::STD_I32LE, H5::PredType::NATIVE_INT,
                         kCacheVersion);
       const uint64_t images_crc = crc64(0, images.data_ptr<uint8_t>(), images.numel());
@@ -161,12 +160,11 @@ void write_cache(const std::string& path, const CacheContent& content) {
         write_dataset(file, "bad_row_reasons", H5::PredType::STD_U8LE, H5::PredType::NATIVE_UINT8,
                       {reasons.size()}, reasons.data());
       }
-      file.close();
-    } catch (const H5::Exception& error) {
-      throw Error(fmt::format("{}: cannot write the data set cache: {} ({})", path,
-                              error.getDetailMsg(), error.getFuncName()));
-    }
-  });
+    });
+  } catch (const H5::Exception& error) {
+    throw Error(fmt::format("{}: cannot write the data set cache: {} ({})", path,
+                            error.getDetailMsg(), error.getFuncName()));
+  }
 }
 
 CacheProbe probe_cache(const std::string& path) {

@@ -7,9 +7,9 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
-#include "atomic_file.h"
 #include "file_checks.h"
 #include "fvc/error.h"
+#include "hdf5_file_image.h"
 #include "keras_json.h"
 
 namespace fvc::detail {
@@ -154,27 +154,23 @@ void write_keras_weights(const std::string& path, const std::vector<std::string>
                          const std::vector<KerasLayerWeights>& weights,
                          const KerasFileSettings& settings) {
   H5::Exception::dontPrint();
-  // The file system's refusals (a missing folder, a folder in the way) are WeightsErrors too.
+  // The file system's refusals (a missing folder, a full disk) are WeightsErrors too.
   try {
-    write_atomically(path, [&](const std::string& temp_path) {
-      try {
-        H5::H5File file(temp_path, H5F_ACC_TRUNC);
-        if (settings.model_config.empty()) {
-          write_layer_groups(file, layer_names, weights, settings.format_version);
-        } else {
-          // model.save(): the architecture on the root, the save_weights layout in a group.
-          write_string(file, "model_config", settings.model_config);
-          write_string(file, "backend", "tensorflow");
-          write_string(file, "keras_version", kKerasVersion);
-          H5::Group group = file.createGroup("model_weights");
-          write_layer_groups(group, layer_names, weights, settings.format_version);
-        }
-        file.close();
-      } catch (const H5::Exception& error) {
-        throw WeightsError(fmt::format("{}: cannot write HDF5 weights: {} ({})", path,
-                                       error.getDetailMsg(), error.getFuncName()));
+    write_hdf5_atomically(path, [&](H5::H5File& file) {
+      if (settings.model_config.empty()) {
+        write_layer_groups(file, layer_names, weights, settings.format_version);
+      } else {
+        // model.save(): the architecture on the root, the save_weights layout in a group.
+        write_string(file, "model_config", settings.model_config);
+        write_string(file, "backend", "tensorflow");
+        write_string(file, "keras_version", kKerasVersion);
+        H5::Group group = file.createGroup("model_weights");
+        write_layer_groups(group, layer_names, weights, settings.format_version);
       }
     });
+  } catch (const H5::Exception& error) {
+    throw WeightsError(fmt::format("{}: cannot write HDF5 weights: {} ({})", path,
+                                   error.getDetailMsg(), error.getFuncName()));
   } catch (const WeightsError&) {
     throw;
   } catch (const Error& error) {

@@ -5,19 +5,61 @@
 //   fvc-test-writer cache PATH   # Dataset::save_cache
 //
 // It prints "writing" once both versions are built, so the test knows the writes have begun.
+//
+//   fvc-test-writer model|cache PATH BYTES
+//
+// writes version 2 once, as a process that may not write files larger than BYTES: the write
+// fails as it would on a full disk. It prints fvc's error and exits with status 3, or exits
+// with 0 if the write succeeded.
+
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <string>
 
 #include "killed_writer.h"
 
+namespace {
+
+constexpr int kWriteFailed = 3;
+
+// Writes version 2 of `kind` to `path` once, with files limited to `bytes`.
+int write_once_within(const std::string& kind, const std::string& path, rlim_t bytes) {
+  const auto model = fvc::testing::writer_model(2);
+  const auto data = fvc::testing::writer_data(2);
+  // Without this, the kernel ends the process with SIGXFSZ instead of failing the write.
+  signal(SIGXFSZ, SIG_IGN);
+  const rlimit limit{bytes, bytes};
+  if (setrlimit(RLIMIT_FSIZE, &limit) != 0) {
+    std::perror("setrlimit");
+    return 2;
+  }
+  try {
+    if (kind == "model") {
+      fvc::ModelIO::save_model(model, path);
+    } else {
+      data.save_cache(path);
+    }
+  } catch (const fvc::Error& error) {
+    std::printf("error: %s\n", error.what());
+    return kWriteFailed;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: fvc-test-writer model|cache PATH\n");
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: fvc-test-writer model|cache PATH [BYTES]\n");
     return 2;
   }
   const std::string kind = argv[1];
   const std::string path = argv[2];
+  if (argc == 4) {
+    return write_once_within(kind, path, std::stoull(argv[3]));
+  }
   if (kind == "model") {
     const fvc::EmotionNet versions[] = {fvc::testing::writer_model(1),
                                         fvc::testing::writer_model(2)};

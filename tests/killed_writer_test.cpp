@@ -145,7 +145,84 @@ void check_leftover_names(const std::string& target) {
   }
 }
 
+// How a one-off fvc-test-writer run ended: its exit status and what it printed.
+struct WriteOutcome {
+  int status = -1;
+  std::string printed;
+};
+
+// Runs fvc-test-writer to write version 2 of `kind` to `path` as a process whose files may not
+// grow past `bytes`, as on a disk with that much room.
+WriteOutcome write_within(const std::string& kind, const std::string& path, size_t bytes) {
+  int pipe_fds[2];
+  REQUIRE(pipe(pipe_fds) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  std::string program = FVC_TEST_WRITER;
+  std::string limit = std::to_string(bytes);
+  char* args[] = {program.data(), const_cast<char*>(kind.c_str()), const_cast<char*>(path.c_str()),
+                  limit.data(), nullptr};
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, program.c_str(), &actions, nullptr, args, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  REQUIRE(spawned == 0);
+
+  WriteOutcome outcome;
+  char buffer[256];
+  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) {
+    outcome.printed.append(buffer, static_cast<size_t>(n));
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  outcome.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return outcome;
+}
+
+// Writes version 1 of `kind`, then has a writer with room for 1 MB fail to replace it with
+// version 2: the error must name the file, and version 1 must stay whole and alone.
+template <typename Load, typename IsVersion1>
+void check_write_out_of_room(const std::string& kind, Load load, IsVersion1 is_version_1) {
+  TempDir dir;
+  const auto target = dir.path(kind + ".h5");
+  if (kind == "model") {
+    fvc::ModelIO::save_model(fvc::testing::writer_model(1), target);
+  } else {
+    fvc::testing::writer_data(1).save_cache(target);
+  }
+
+  constexpr size_t kRoom = 1 << 20;
+  const WriteOutcome outcome = write_within(kind, target, kRoom);
+  INFO(outcome.printed);
+  // Status 3 is fvc's error; a crash in HDF5 as the process exits shows as 128 + the signal.
+  CHECK(outcome.status == 3);
+  const std::string escaped_target = std::regex_replace(target, std::regex(R"([.])"), R"(\.)");
+  CHECK(std::regex_match(
+      outcome.printed,
+      std::regex("error: " + escaped_target + R"(: cannot write \d+ bytes: File too large\n)")));
+  CHECK(is_version_1(load(target)));
+  CHECK(leftovers(target).empty());
+}
+
 }  // namespace
+
+TEST_CASE("A write that runs out of room names the file and keeps the old one", "[io][disk]") {
+  const auto model_1 = fvc::testing::writer_model(1);
+  check_write_out_of_room(
+      "model", [](const std::string& path) { return fvc::ModelIO::load(path); },
+      [&](fvc::EmotionNet loaded) { return same_weights(loaded, model_1); });
+
+  const auto data_1 = fvc::testing::writer_data(1);
+  check_write_out_of_room(
+      "cache", [](const std::string& path) { return fvc::Dataset::load_cache(path); },
+      [&](const fvc::Dataset& loaded) {
+        return torch::equal(loaded.images(), data_1.images()) &&
+               torch::equal(loaded.labels(), data_1.labels());
+      });
+}
 
 TEST_CASE("A killed model writer leaves the old model or the new one whole", "[io][kill]") {
   TempDir dir;
