@@ -1,6 +1,7 @@
 #include "atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -40,7 +41,45 @@ std::string folder_of(const std::string& path) {
   return parent.empty() ? "." : parent.string();
 }
 
+std::string megabytes(uint64_t bytes) {
+  return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6);
+}
+
+// Creates and removes an empty file in `folder`: the one test of writability that also holds
+// for root, who ignores permission bits but not a read-only file system.
+void check_can_create_files(const std::string& folder, std::string_view what) {
+  const std::string probe = temporary_path_for(folder + "/.fvc-write-probe");
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) {
+    throw Error(fmt::format("{}: cannot create files there for {}: {}; choose a writable folder",
+                            folder, what, std::strerror(errno)));
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 }  // namespace
+
+void check_room_to_write(const std::string& folder, uint64_t bytes, std::string_view what) {
+  std::error_code error;
+  std::filesystem::create_directories(folder, error);
+  if (error) {
+    throw Error(
+        fmt::format("{}: cannot create the folder for {}: {}", folder, what, error.message()));
+  }
+  check_can_create_files(folder, what);
+
+  struct statvfs disk {};
+  if (::statvfs(folder.c_str(), &disk) != 0) {
+    return;  // A file system that does not say how full it is gets the benefit of the doubt.
+  }
+  const uint64_t available = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
+  if (available < bytes) {
+    throw Error(
+        fmt::format("{}: {} free, but {} need about {}; free some space or choose another folder",
+                    folder, megabytes(available), what, megabytes(bytes)));
+  }
+}
 
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string& temp_path)>& write) {

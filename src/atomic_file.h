@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -15,5 +16,11 @@ void write_atomically(const std::string& path,
 
 /// Writes `text` to `path` atomically; throws `Error` naming the file.
 void write_text_atomically(const std::string& path, std::string_view text);
+
+/// Makes sure `folder` exists, that a file can be created in it and that its file system has
+/// at least `bytes` free for `what` (words such as "two checkpoints"); throws `Error` naming
+/// the folder and both sizes otherwise. Meant for the start of a long job, so that a full disk
+/// or a read-only folder ends it before hours of work rather than after.
+void check_room_to_write(const std::string& folder, uint64_t bytes, std::string_view what);
 
 }  // namespace fvc::detail

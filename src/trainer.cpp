@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <optional>
 #include <vector>
 
@@ -413,6 +414,26 @@ Trainer::~Trainer() = default;
 Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 
+namespace {
+
+// Refuses to start training into a folder that cannot take the checkpoints or the history: a
+// full disk found after the first epoch costs that epoch, found at the start it costs nothing.
+void check_room_for_outputs(const TrainerOptions& o, uint64_t checkpoint_bytes) {
+  if (!o.checkpoint_dir().empty()) {
+    // The last checkpoint stays whole until the next one is written beside it.
+    detail::check_room_to_write(o.checkpoint_dir(), 2 * checkpoint_bytes,
+                                "two checkpoints of this model");
+  }
+  if (!o.history_path().empty()) {
+    constexpr uint64_t kHistoryBytes = 1 << 20;
+    const auto folder = std::filesystem::path(o.history_path()).parent_path();
+    detail::check_room_to_write(folder.empty() ? "." : folder.string(), kHistoryBytes,
+                                "the history");
+  }
+}
+
+}  // namespace
+
 std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& validation) {
   check_not_empty(train, "training");
   check_not_empty(validation, "validation");
@@ -429,6 +450,7 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   const auto print = TrainingSetPrint::of(train);
   check_resumed_set(s.restored_training_set, s.epoch_in_progress, s.restored_from, print, train);
   s.training_set = print;
+  check_room_for_outputs(o, s.checkpoint_bytes());
   const State::Thaw thaw{s};
 
   Loader loader(train, LoaderOptions()

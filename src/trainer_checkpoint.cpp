@@ -442,6 +442,18 @@ void Trainer::save_checkpoint(const std::string& folder) const { state_->write_c
 
 void Trainer::load_checkpoint(const std::string& folder) { state_->read_checkpoint(folder); }
 
+uint64_t Trainer::State::checkpoint_bytes() const {
+  constexpr uint64_t kOptimizerMoments = 2;
+  const auto bytes_of = [](const std::vector<torch::Tensor>& tensors) {
+    uint64_t bytes = 0;
+    for (const auto& tensor : tensors) {
+      bytes += static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
+    }
+    return bytes;
+  };
+  return bytes_of(model->parameters()) * (1 + kOptimizerMoments) + bytes_of(model->buffers());
+}
+
 void Trainer::State::write_checkpoint(const std::string& folder) const {
   const auto& s = *this;
   const int64_t epoch = static_cast<int64_t>(s.history.size());
@@ -462,9 +474,15 @@ void Trainer::State::write_checkpoint(const std::string& folder) const {
   for (auto& tensor : optimizer_state) {
     tensor = tensor.cpu();
   }
-  detail::write_atomically(
-      (step_folder / "optimizer.pt").string(),
-      [&](const std::string& temp_path) { torch::save(optimizer_state, temp_path); });
+  const std::string optimizer_path = (step_folder / "optimizer.pt").string();
+  detail::write_atomically(optimizer_path, [&](const std::string& temp_path) {
+    try {
+      torch::save(optimizer_state, temp_path);
+    } catch (const c10::Error& error) {
+      throw Error(fmt::format("{}: cannot write the optimizer's state: {}", optimizer_path,
+                              error.what_without_backtrace()));
+    }
+  });
 
   const Json index = {{"fvc_checkpoint_version", kCheckpointVersion},
                       {"folder", step_name},

@@ -87,6 +87,9 @@ struct Trainer::State {
 
   // Bodies in trainer_checkpoint.cpp; Trainer::save_checkpoint and load_checkpoint call them.
   void write_checkpoint(const std::string& folder) const;
+  // About how many bytes one checkpoint takes on disk: the weights and buffers, and two
+  // moments per weight for the optimizer (Adam's; SGD keeps fewer).
+  uint64_t checkpoint_bytes() const;
   void read_checkpoint(const std::string& folder);
 
   // Bodies in trainer_step.cpp.

@@ -534,6 +534,32 @@ TEST_CASE("Trainer refuses to train or score on an empty set", "[training]") {
   CHECK(trainer.history().empty());
 }
 
+TEST_CASE("Trainer refuses output folders it cannot write before the first batch",
+          "[training][disk]") {
+  TempDir dir;
+  const auto data = fvc::Dataset::synthetic(70, 4);
+  // A file where a folder should be: even root cannot create a folder below it.
+  fvc::testing::write_file(dir.path("taken"), "not a folder");
+  int batches_seen = 0;
+  const auto options = quick_options().epochs(1).progress(
+      [&batches_seen](const fvc::BatchProgress&) { ++batches_seen; });
+
+  fvc::Trainer checkpointing(fvc::EmotionNet(small_net_options()),
+                             fvc::TrainerOptions(options).checkpoint_dir(dir.path("taken/run")));
+  REQUIRE_THROWS_WITH(checkpointing.fit(data, data),
+                      Catch::StartsWith(dir.path("taken/run") +
+                                        ": cannot create the folder for two checkpoints of this "
+                                        "model: "));
+
+  fvc::Trainer logging(fvc::EmotionNet(small_net_options()),
+                       fvc::TrainerOptions(options).history_path(dir.path("taken/history.csv")));
+  REQUIRE_THROWS_WITH(logging.fit(data, data),
+                      Catch::Equals(dir.path("taken") +
+                                    ": cannot create the folder for the history: Not a directory"));
+  CHECK(batches_seen == 0);
+  CHECK(checkpointing.history().empty());
+}
+
 TEST_CASE("write_confusion_csv writes the study's layout", "[training]") {
   TempDir dir;
   auto confusion = torch::arange(49, torch::kLong).view({7, 7});

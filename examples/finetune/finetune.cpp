@@ -1008,6 +1008,16 @@ int run(Settings s, const CLI::App& app) {
   } catch (const fvc::TrainingError& error) {
     fmt::print(stderr, "\nerror: {}\n{}\n", error.what(), how_to_continue(trainer, out));
     return kNonFiniteLoss;
+  } catch (const fvc::Error& error) {
+    // A write that failed halfway (a full disk) leaves the checkpoint before it whole.
+    if (trainer.history().empty()) {
+      throw;
+    }
+    fmt::print(stderr,
+               "\nerror: {}\nthe last checkpoint in {} is whole; once that is fixed, "
+               "continue with --resume {}\n",
+               error.what(), checkpoint, out);
+    return 1;
   }
   if (trainer.stopped()) {
     fmt::print(stderr, "\nstopped on request; continue with --resume {}\n", out);
