@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <new>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -432,9 +434,41 @@ void check_room_for_outputs(const TrainerOptions& o, uint64_t checkpoint_bytes) 
   }
 }
 
+// Whether `error` is an allocator's refusal: CUDA's OutOfMemoryError, or the plain c10::Error
+// that LibTorch 1.13's CPU allocator throws.
+bool is_out_of_memory(const c10::Error& error) {
+  const std::string_view what = error.what_without_backtrace();
+  return dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr ||
+         what.find("can't allocate memory") != std::string_view::npos ||
+         what.find("not enough memory") != std::string_view::npos ||
+         what.find("out of memory") != std::string_view::npos;
+}
+
+// Rethrows the exception in flight: as OutOfMemoryError when it is an allocation that failed
+// while `doing` batches of `batch_size` images (the option `setting`), as it is otherwise.
+[[noreturn]] void rethrow_naming_batch_size(const torch::Device& device, std::string_view doing,
+                                            std::string_view setting, int64_t batch_size) {
+  std::string cause;
+  try {
+    throw;
+  } catch (const c10::Error& error) {
+    if (!is_out_of_memory(error)) {
+      throw;
+    }
+    const std::string_view what = error.what_without_backtrace();
+    cause = std::string(what.substr(0, what.find('\n')));
+  } catch (const std::bad_alloc&) {
+    cause = "std::bad_alloc";
+  }
+  throw OutOfMemoryError(fmt::format(
+      "{}: out of memory {} batches of {} images ({}); try a smaller {}, such as {}", device.str(),
+      doing, batch_size, cause, setting, std::max<int64_t>(1, batch_size / 2)));
+}
+
 }  // namespace
 
-std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& validation) {
+// Function try blocks: an allocation that fails anywhere in a pass names the batch size.
+std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& validation) try {
   check_not_empty(train, "training");
   check_not_empty(validation, "validation");
   auto& s = *state_;
@@ -578,6 +612,9 @@ std::vector<EpochStats> Trainer::fit(const Dataset& train, const Dataset& valida
   s.stop_requested.store(false);
   callbacks.fit_end();
   return fitted;
+} catch (...) {
+  rethrow_naming_batch_size(state_->device, "training on", "batch_size",
+                            state_->options.batch_size());
 }
 
 TrainingSetPrint TrainingSetPrint::of(const Dataset& data) {
@@ -590,7 +627,7 @@ bool Trainer::stopped() const { return state_->stopped; }
 
 bool Trainer::early_stopped() const { return state_->early_stopped; }
 
-Evaluation Trainer::evaluate(const Dataset& given, const TestTimeAugmentation& tta) {
+Evaluation Trainer::evaluate(const Dataset& given, const TestTimeAugmentation& tta) try {
   check_not_empty(given, "evaluation");
   const Dataset data = given.blurred(state_->options.scored_image_blur());
   check_test_time_augmentation(tta);
@@ -633,13 +670,16 @@ Evaluation Trainer::evaluate(const Dataset& given, const TestTimeAugmentation& t
   result.loss = loss_sum.item<double>() / result.count;
   result.accuracy = static_cast<double>(result.correct()) / result.count;
   return result;
+} catch (...) {
+  rethrow_naming_batch_size(state_->device, "scoring", "eval_batch_size",
+                            state_->options.eval_batch_size());
 }
 
 torch::Tensor Trainer::predict(const Dataset& data, const TestTimeAugmentation& tta) {
   return probabilities(data, tta).argmax(1);
 }
 
-torch::Tensor Trainer::probabilities(const Dataset& given, const TestTimeAugmentation& tta) {
+torch::Tensor Trainer::probabilities(const Dataset& given, const TestTimeAugmentation& tta) try {
   check_test_time_augmentation(tta);
   const Dataset data = given.blurred(state_->options.scored_image_blur());
   std::vector<torch::Tensor> batches;
@@ -655,6 +695,9 @@ torch::Tensor Trainer::probabilities(const Dataset& given, const TestTimeAugment
         });
   }
   return batches.empty() ? torch::empty({0, kNumEmotions}) : torch::cat(batches);
+} catch (...) {
+  rethrow_naming_batch_size(state_->device, "scoring", "eval_batch_size",
+                            state_->options.eval_batch_size());
 }
 
 const std::vector<EpochStats>& Trainer::history() const { return state_->history; }

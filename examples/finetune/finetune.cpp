@@ -104,6 +104,7 @@ constexpr int64_t kDefaultSyntheticCount = 3500;
 constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
 constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkpoint
 constexpr int kNonFiniteLoss = 5;   // the training loss became NaN or infinite
+constexpr int kOutOfMemory = 6;     // the device could not hold a batch
 
 // The trainer that Ctrl-C should stop; set while it trains.
 std::atomic<fvc::Trainer*> running_trainer{nullptr};
@@ -634,6 +635,19 @@ std::string how_to_continue(const fvc::Trainer& trainer, const std::string& out)
       trainer.history().size(), out);
 }
 
+// What a run that ran out of memory can do next: a checkpoint keeps its batch size.
+std::string after_out_of_memory(const fvc::Trainer& trainer, const std::string& out) {
+  const std::string again = fmt::format("start again with --batch-size {}",
+                                        std::max<int64_t>(1, trainer.options().batch_size() / 2));
+  if (trainer.history().empty()) {
+    return again + ", or free memory and run again";
+  }
+  return fmt::format(
+      "a resumed run keeps the batch size: free memory and continue with "
+      "--resume {}, or {} in another --out",
+      out, again);
+}
+
 void log_line(const std::string& line) {
   fmt::print("{}\n", line);
   std::fflush(stdout);
@@ -1008,6 +1022,9 @@ int run(Settings s, const CLI::App& app) {
   } catch (const fvc::TrainingError& error) {
     fmt::print(stderr, "\nerror: {}\n{}\n", error.what(), how_to_continue(trainer, out));
     return kNonFiniteLoss;
+  } catch (const fvc::OutOfMemoryError& error) {
+    fmt::print(stderr, "\nerror: {}\n{}\n", error.what(), after_out_of_memory(trainer, out));
+    return kOutOfMemory;
   } catch (const fvc::Error& error) {
     // A write that failed halfway (a full disk) leaves the checkpoint before it whole.
     if (trainer.history().empty()) {

@@ -31,6 +31,13 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+/// The device (a GPU, or the CPU's memory) could not hold a batch. The message names the
+/// device, what was being done, the batch size in use and a smaller one to try.
+class OutOfMemoryError : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
+};
+
 /// Training that cannot go on: a loss that is NaN or infinite. The message names the epoch,
 /// the batch (its first image's place in the epoch) and the learning rate.
 class TrainingError : public Error {
