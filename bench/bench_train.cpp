@@ -21,6 +21,12 @@
 // PyTorch's step gathers the batch, scales it by 1/255 to three channels, runs the model and,
 // when training, cross-entropy, backward and `torch.optim.Adam`.
 //
+// Against the hardware: two more children time a matrix product and a 3x3 convolution in
+// float32 and in bfloat16 with the same thread count; the faster kernel of each precision is
+// the practical peak a convolution network can approach on this CPU. Each mode's multiply-adds per
+// second (forward only for scoring, about three times the forward for a training step) are
+// printed as a fraction of the peak of its precision.
+//
 // Checks that both sides do the same work: the parameter counts and the multiply-adds of a
 // forward pass, each counted by its side from its layer shapes, must agree, and so must the
 // first batch's loss, which both compute from the same weights and images before any update.
@@ -239,6 +245,60 @@ int run_mode(const std::string& mode, const fs::path& folder, int threads, int64
   return 0;
 }
 
+// The best rate of `op`, which does `flop` floating-point operations, in GFLOP/s: rounds of
+// calls, each round at least a quarter of a second, after one call to warm up.
+template <typename Op>
+double best_gflops(Op op, double flop) {
+  constexpr int kRounds = 3;
+  constexpr double kRoundSeconds = 0.25;
+  op();
+  double best = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    const auto start = Clock::now();
+    int calls = 0;
+    do {
+      op();
+      ++calls;
+    } while (fvc::bench::seconds_since(start) < kRoundSeconds);
+    best = std::max(best, calls * flop / fvc::bench::seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+// Prints the fastest rate, in GFLOP/s, of two kernels LibTorch runs in `type` ("fp32" or
+// "bf16") with `threads` threads: a product of two 1024 x 1024 matrices (BLAS, or oneDNN in
+// bfloat16) and a 3x3 convolution of 256 to 256 channels over 32 images of 24 x 24 (oneDNN,
+// channels last in bfloat16), as VGG16's middle blocks run. The CPU's nominal peak would need
+// its clock under load and its vector units, which /proc/cpuinfo does not give reliably, so
+// the faster kernel stands in for it.
+int run_peak(const std::string& type, int threads) {
+  fvc::configure_threads(threads);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(kSeed);
+  const bool bf16 = type == "bf16";
+  const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
+  const auto memory = bf16 ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+
+  constexpr int64_t kSide = 1024;
+  const auto a = torch::randn({kSide, kSide}).to(dtype);
+  const auto b = torch::randn({kSide, kSide}).to(dtype);
+  const double product = best_gflops([&] { torch::mm(a, b); }, 2.0 * kSide * kSide * kSide);
+
+  constexpr int64_t kImages = 32;
+  constexpr int64_t kChannels = 256;
+  constexpr int64_t kPixels = 24;
+  const auto images =
+      torch::randn({kImages, kChannels, kPixels, kPixels}).to(dtype).contiguous(memory);
+  const auto kernel = torch::randn({kChannels, kChannels, 3, 3}).to(dtype).contiguous(memory);
+  const double convolution =
+      best_gflops([&] { torch::conv2d(images, kernel, {}, 1, 1); },
+                  2.0 * kImages * kPixels * kPixels * kChannels * kChannels * 9);
+
+  std::printf("product %.1f\nconvolution %.1f\ngflops %.1f\n", product, convolution,
+              std::max(product, convolution));
+  return 0;
+}
+
 // ~~~ parent side: children, their output and their peak memory ~~~
 
 struct Measured {
@@ -303,6 +363,35 @@ void print_default_row(const std::string& kind, const std::map<std::string, Meas
   const double b = theirs.at(fastest).best;
   std::printf("%-6s fvc default (%s) %.1f images/s, PyTorch's fastest (%s) %.1f: %s\n",
               kind.c_str(), fvc_default.c_str(), a, fastest.c_str(), b, ratio(a, b).c_str());
+}
+
+// Each fvc mode's floating-point rate as a fraction of the matrix-product peak of its
+// precision, measured in children of their own.
+void print_fraction_of_peak(const std::map<std::string, Measured>& ours, const std::string& self,
+                            int threads) {
+  if (ours.empty()) {
+    return;
+  }
+  std::map<std::string, double> peak;
+  std::printf(
+      "\npeak, with %d threads: the faster of a 1024x1024 matrix product and a 3x3 "
+      "convolution (256 channels, 32 images of 24x24)\n",
+      threads);
+  for (const std::string type : {"fp32", "bf16"}) {
+    const auto child = fvc::bench::run_child({self, "--child-peak", type, std::to_string(threads)});
+    peak[type] = std::stod(child.value("gflops"));
+    std::printf("%-14s product %s GFLOP/s, convolution %s GFLOP/s\n",
+                type == "bf16" ? "bfloat16" : "float32", child.value("product").c_str(),
+                child.value("convolution").c_str());
+  }
+  for (const auto& [mode, measured] : ours) {
+    // A training step's backward pass costs about twice its forward pass.
+    const double passes = is_training(mode) ? 3.0 : 1.0;
+    const double gflops = measured.best * passes * 2.0 * measured.forward_macs / 1e9;
+    const std::string type = mode.find("bf16") != std::string::npos ? "bf16" : "fp32";
+    std::printf("%-14s fvc %.1f GFLOP/s: %.0f%% of the %s peak\n", mode.c_str(), gflops,
+                100.0 * gflops / peak[type], type == "bf16" ? "bfloat16" : "float32");
+  }
 }
 
 int run_all(const Settings& settings, const std::string& self) {
@@ -371,6 +460,7 @@ int run_all(const Settings& settings, const std::string& self) {
           static_cast<long long>(a.parameters), static_cast<long long>(b.parameters),
           static_cast<double>(a.forward_macs) / 1e9, static_cast<double>(b.forward_macs) / 1e9);
     }
+    print_fraction_of_peak(ours, self, threads);
     for (const auto& line : disagreements) {
       std::printf("differ: %s\n", line.c_str());
     }
@@ -400,6 +490,9 @@ int usage() {
 
 int main(int argc, char** argv) try {
   const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 3 && args[0] == "--child-peak") {
+    return run_peak(args[1], std::stoi(args[2]));
+  }
   if (args.size() == 7 && args[0] == "--child") {
     return run_mode(args[1], args[2], std::stoi(args[3]), std::stoll(args[4]), std::stoi(args[5]),
                     std::stoi(args[6]));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages fvc needs to build and test, skipping those
-# already present. Run as root (or with sudo available).
+# Installs the Debian 12 packages fvc needs to build and test, and any packages
+# named as arguments, skipping those already present. Run as root (or with sudo
+# available).
 set -euo pipefail
 
 packages=(
@@ -15,6 +16,7 @@ packages=(
   catch2                       # unit tests (v2)
   libcli11-dev                 # command-line options of the examples
   python3-h5py                 # the tests' independent reader of the Keras files (brings numpy)
+  "$@"
 )
 
 missing=()
