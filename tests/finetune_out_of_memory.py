@@ -27,7 +27,8 @@ LIMIT_BYTES = 3 * 2**30
 
 
 def finetune(program, out, batch_size, status):
-    options = ["--synthetic", "1400", "--threads", "1", "--epochs", "1",
+    # float32: the memory a batch needs should not depend on the CPU this runs on.
+    options = ["--synthetic", "1400", "--threads", "1", "--epochs", "1", "--precision", "float32",
                "--limit", str(max(100, batch_size)), "--batch-size", str(batch_size),
                "--out", out]
     return run_checked(["prlimit", f"--as={LIMIT_BYTES}", "--", program,

@@ -7,10 +7,12 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fvc/dataset.h>
 #include <fvc/evaluation.h>
+#include <fvc/trainer.h>
 #include <CLI/CLI.hpp>
 
 namespace fvc_examples {
@@ -152,6 +154,77 @@ inline std::string tta_help(const std::string& scored) {
       "and scores the centre crop and the four corner crops of the original size. Comma-"
       "separated: {}. Each view is one more pass over the images (flip,crops: 10)",
       scored, kTtaWords);
+}
+
+/// The flag in /proc/cpuinfo that says this CPU computes in bfloat16 itself (AMX or AVX-512
+/// BF16), or "" when it has neither and bfloat16 would be emulated, slower than float32.
+inline std::string cpu_bfloat16_flag() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) != 0) {
+      continue;
+    }
+    std::istringstream words(line.substr(line.find(':') + 1));
+    std::string found;
+    for (std::string word; words >> word;) {
+      if (word == "amx_bf16" || (word == "avx512_bf16" && found.empty())) {
+        found = word;
+      }
+    }
+    return found;
+  }
+  return "";
+}
+
+/// --precision and --channels-last, as fvc-finetune and fvc-evaluate take them.
+struct PrecisionChoice {
+  std::string precision = "auto";
+  bool channels_last = false;
+};
+
+inline void add_precision_options(CLI::App& app, PrecisionChoice& choice, bool with_float16) {
+  std::vector<std::string> words = {"auto", "float32", "bfloat16"};
+  if (with_float16) {
+    words.emplace_back("float16");
+  }
+  app.add_option(
+         "--precision", choice.precision,
+         std::string("auto: bfloat16 with channels last where the hardware computes in bfloat16 "
+                     "(a CUDA GPU, a CPU with AMX or AVX-512 BF16), float32 elsewhere; float32: "
+                     "the study's arithmetic, everywhere; bfloat16: convolutions and matrix "
+                     "products in bfloat16 under autocast") +
+             (with_float16 ? "; float16: the same in float16 with loss scaling, on CUDA only" : ""))
+      ->capture_default_str()
+      ->check(CLI::IsMember(words));
+  app.add_flag("--channels-last", choice.channels_last,
+               "Keep feature maps in channels-last memory order, faster on most hardware, above "
+               "all with bfloat16 (which --precision auto chooses it with)");
+}
+
+/// What --precision auto means on `device`, or the choice as given; logs what auto chose.
+inline PrecisionChoice resolve_precision(PrecisionChoice choice, const torch::Device& device,
+                                         const std::function<void(const std::string&)>& log) {
+  if (choice.precision != "auto") {
+    return choice;
+  }
+  const std::string flag = device.is_cuda() ? "" : cpu_bfloat16_flag();
+  if (device.is_cuda() || !flag.empty()) {
+    log(
+        fmt::format("precision auto: bfloat16 with channels last ({}); --precision float32 for "
+                    "the study's arithmetic",
+                    device.is_cuda() ? "a CUDA device" : "this CPU has " + flag));
+    return {"bfloat16", true};
+  }
+  log("precision auto: float32 (this CPU has no bfloat16 arithmetic, which would be emulated)");
+  return {"float32", choice.channels_last};
+}
+
+/// The trainer's precision for a resolved --precision word.
+inline fvc::Precision precision_named(const std::string& word) {
+  if (word == "bfloat16") {
+    return fvc::Precision::kBFloat16;
+  }
+  return word == "float16" ? fvc::Precision::kFloat16 : fvc::Precision::kFloat32;
 }
 
 }  // namespace fvc_examples

@@ -14,7 +14,10 @@
 //
 // The data come as fvc-finetune reads them: --data (with --cache) or --images.
 // --tta scores each image as several views (its mirror, shifted crops) and averages their
-// probabilities; each view is one more pass over the split.
+// probabilities; each view is one more pass over the split. --precision auto (the default)
+// scores in bfloat16 with channels last where the hardware computes in bfloat16, as
+// fvc-finetune trains, and in float32 elsewhere; --precision float32 scores in float32
+// everywhere. The two can differ in a handful of images.
 //
 // Output folder (--out): confusion_<split>.csv, metrics_<split>.csv (precision, recall, F1 and
 // support per emotion, then macro, weighted and micro averages), predictions_<split>.csv.
@@ -48,6 +51,7 @@ struct Settings {
   std::string device = "auto";
   std::string tta;
   double blur = 0.0;
+  fvc_examples::PrecisionChoice precision;
 };
 
 const std::map<std::string, fvc::Split> kSplits = {{"Training", fvc::Split::kTraining},
@@ -93,6 +97,7 @@ void add_options(CLI::App& app, Settings& s) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   app.add_option("--device", s.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  fvc_examples::add_precision_options(app, s.precision, /*with_float16=*/false);
   app.add_option("--tta", s.tta, fvc_examples::tta_help("the split") + "; none by default")
       ->check(fvc_examples::kTtaList);
   app.callback([&s] { check_model_files(s.model, s.weights, /*weights_needed=*/true); });
@@ -121,7 +126,7 @@ fvc::EmotionNet load_model(const Settings& s) {
 }
 
 int run(const Settings& s) {
-  fvc::resolve_device(s.device);
+  const torch::Device device = fvc::resolve_device(s.device);
   std::error_code error;
   std::filesystem::create_directories(s.out, error);
   if (error) {
@@ -147,8 +152,14 @@ int run(const Settings& s) {
     fmt::print("test-time augmentation {}, each view a pass over {} images\n", fvc::describe(tta),
                data.count());
   }
-  fvc::Trainer scorer(
-      model, fvc::TrainerOptions().device(s.device).threads(s.threads).scored_image_blur(s.blur));
+  const auto precision = fvc_examples::resolve_precision(
+      s.precision, device, [](const std::string& line) { fmt::print("{}\n", line); });
+  fvc::Trainer scorer(model, fvc::TrainerOptions()
+                                 .device(s.device)
+                                 .threads(s.threads)
+                                 .precision(fvc_examples::precision_named(precision.precision))
+                                 .channels_last(precision.channels_last)
+                                 .scored_image_blur(s.blur));
   const fvc::Evaluation result = scorer.evaluate(data, tta);
 
   const std::string stem = lowercase(s.split);
