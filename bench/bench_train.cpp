@@ -9,7 +9,7 @@
 // The parent prints images per second (best and median), the peak memory and fvc/PyTorch.
 //
 // Modes:
-//   train-fp32     a training step in float32, NCHW: fvc's default
+//   train-fp32     a training step in float32, NCHW: the library's default (TrainerOptions)
 //   train-bf16-cl  a training step with bfloat16 autocast and channels-last memory order
 //   infer-fp32     a scoring pass in eval mode without gradients, float32, NCHW
 //   infer-bf16-cl  the same with bfloat16 autocast and channels last
