@@ -31,26 +31,39 @@ int kill_rounds() {
   return static_cast<int>(fvc::testing::number_from_environment("FVC_KILL_ROUNDS", 6));
 }
 
-// A running fvc-test-writer. Spawned, not forked: a child forked from a process whose
+// Starts fvc-test-writer with `args`; returns its pid and sets `output` to the read end of a
+// pipe from its standard output. Spawned, not forked: a child forked from a process whose
 // LibTorch threads are running may deadlock on a lock one of them held.
+pid_t spawn_writer(std::vector<std::string> args, int& output) {
+  int pipe_fds[2];
+  REQUIRE(pipe(pipe_fds) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  args.insert(args.begin(), FVC_TEST_WRITER);
+  std::vector<char*> argv;
+  for (auto& arg : args) {
+    argv.push_back(arg.data());
+  }
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  REQUIRE(spawned == 0);
+  output = pipe_fds[0];
+  return pid;
+}
+
+// A running fvc-test-writer, writing one version after the other until killed.
 class Writer {
  public:
   Writer(const std::string& kind, const std::string& path) {
-    int pipe_fds[2];
-    REQUIRE(pipe(pipe_fds) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-    std::string program = FVC_TEST_WRITER;
-    char* args[] = {program.data(), const_cast<char*>(kind.c_str()),
-                    const_cast<char*>(path.c_str()), nullptr};
-    const int spawned = posix_spawn(&pid_, program.c_str(), &actions, nullptr, args, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(pipe_fds[1]);
-    REQUIRE(spawned == 0);
-    wait_for_first_write(pipe_fds[0]);
-    close(pipe_fds[0]);
+    int output = -1;
+    pid_ = spawn_writer({kind, path}, output);
+    wait_for_first_write(output);
+    close(output);
   }
 
   ~Writer() { kill_now(); }
@@ -154,28 +167,15 @@ struct WriteOutcome {
 // Runs fvc-test-writer to write version 2 of `kind` to `path` as a process whose files may not
 // grow past `bytes`, as on a disk with that much room.
 WriteOutcome write_within(const std::string& kind, const std::string& path, size_t bytes) {
-  int pipe_fds[2];
-  REQUIRE(pipe(pipe_fds) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  std::string program = FVC_TEST_WRITER;
-  std::string limit = std::to_string(bytes);
-  char* args[] = {program.data(), const_cast<char*>(kind.c_str()), const_cast<char*>(path.c_str()),
-                  limit.data(), nullptr};
-  pid_t pid = -1;
-  const int spawned = posix_spawn(&pid, program.c_str(), &actions, nullptr, args, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  REQUIRE(spawned == 0);
+  int output = -1;
+  const pid_t pid = spawn_writer({kind, path, std::to_string(bytes)}, output);
 
   WriteOutcome outcome;
   char buffer[256];
-  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) {
+  for (ssize_t n; (n = read(output, buffer, sizeof(buffer))) > 0;) {
     outcome.printed.append(buffer, static_cast<size_t>(n));
   }
-  close(pipe_fds[0]);
+  close(output);
   int status = 0;
   waitpid(pid, &status, 0);
   outcome.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
