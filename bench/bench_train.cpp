@@ -58,6 +58,7 @@
 #include <fvc/fvc.h>
 
 #include "bench_common.h"
+#include "memory.h"
 
 namespace {
 
@@ -272,6 +273,8 @@ double best_gflops(Op op, double flop) {
 // its clock under load and its vector units, which /proc/cpuinfo does not give reliably, so
 // the faster kernel stands in for it.
 int run_peak(const std::string& type, int threads) {
+  // Each convolution allocates its output: kept memory leaves the kernel's own time.
+  fvc_examples::keep_freed_memory();
   fvc::configure_threads(threads);
   torch::NoGradGuard no_grad;
   torch::manual_seed(kSeed);
@@ -346,23 +349,28 @@ std::string ratio(double ours, double theirs) {
   return theirs > 0 ? fmt::format("{:.2f}x", ours / theirs) : std::string("-");
 }
 
-// fvc's default mode next to PyTorch's fastest of the same kind (training or scoring).
-void print_default_row(const std::string& kind, const std::map<std::string, Measured>& ours,
-                       const std::map<std::string, Measured>& theirs) {
-  const std::string fvc_default = kind + "-fp32";
+// fvc's default modes next to PyTorch's fastest of the same kind (training or scoring): the
+// library's (TrainerOptions: float32) and the programs' (--precision auto: bfloat16 with
+// channels last on a CPU with `bfloat16_flag`, float32 on one without).
+void print_default_rows(const std::string& kind, const std::map<std::string, Measured>& ours,
+                        const std::map<std::string, Measured>& theirs, bool bfloat16_cpu) {
   std::string fastest;
   for (const auto& [mode, measured] : theirs) {
     if (mode.rfind(kind, 0) == 0 && (fastest.empty() || measured.best > theirs.at(fastest).best)) {
       fastest = mode;
     }
   }
-  if (ours.count(fvc_default) == 0 || fastest.empty()) {
-    return;
+  const std::pair<const char*, std::string> defaults[] = {
+      {"library", kind + "-fp32"}, {"programs", kind + (bfloat16_cpu ? "-bf16-cl" : "-fp32")}};
+  for (const auto& [whose, mode] : defaults) {
+    if (ours.count(mode) == 0 || fastest.empty()) {
+      continue;
+    }
+    const double a = ours.at(mode).best;
+    const double b = theirs.at(fastest).best;
+    std::printf("%-6s fvc %s default (%s) %.1f images/s, PyTorch's fastest (%s) %.1f: %s\n",
+                kind.c_str(), whose, mode.c_str(), a, fastest.c_str(), b, ratio(a, b).c_str());
   }
-  const double a = ours.at(fvc_default).best;
-  const double b = theirs.at(fastest).best;
-  std::printf("%-6s fvc default (%s) %.1f images/s, PyTorch's fastest (%s) %.1f: %s\n",
-              kind.c_str(), fvc_default.c_str(), a, fastest.c_str(), b, ratio(a, b).c_str());
 }
 
 // Each fvc mode's floating-point rate as a fraction of the matrix-product peak of its
@@ -449,8 +457,9 @@ int run_all(const Settings& settings, const std::string& self) {
     }
 
     std::printf("\n");
-    print_default_row("train", ours, theirs);
-    print_default_row("infer", ours, theirs);
+    const bool bfloat16_cpu = has_cpu_flag(flags, "avx512_bf16") || has_cpu_flag(flags, "amx_bf16");
+    print_default_rows("train", ours, theirs, bfloat16_cpu);
+    print_default_rows("infer", ours, theirs, bfloat16_cpu);
     if (!ours.empty()) {
       const auto& [mode, a] = *ours.begin();
       const auto& b = theirs.at(mode);
@@ -494,6 +503,8 @@ int main(int argc, char** argv) try {
     return run_peak(args[1], std::stoi(args[2]));
   }
   if (args.size() == 7 && args[0] == "--child") {
+    // fvc's programs keep freed memory for reuse; PyTorch's peer runs with glibc's defaults.
+    fvc_examples::keep_freed_memory();
     return run_mode(args[1], args[2], std::stoi(args[3]), std::stoll(args[4]), std::stoi(args[5]),
                     std::stoi(args[6]));
   }
