@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds fvc and runs the finetune example on the
-# built-in synthetic faces (no download needed). About 9 minutes on 2 idle
-# cores, 5 of them building.
+# built-in synthetic faces (no download needed). About 8 minutes on 2 idle
+# cores, 6 of them building.
 #
 # The full VGGFace network and the Keras recipe (Adam, Glorot start, no batch
 # normalisation) are kept; the demo only takes smaller batches and a smaller
@@ -15,5 +15,5 @@ cmake --preset release
 cmake --build --preset release
 
 build/release/examples/finetune/fvc-finetune \
-  --recipe original --synthetic 3500 --epochs 4 --batch-size 50 --lr 1e-4 \
+  --recipe original --synthetic 3500 --epochs 6 --batch-size 50 --lr 1e-4 \
   --out fvc-demo-out "$@"

@@ -220,8 +220,10 @@ def main():
         folder = Path(folder)
         data = folder / "random.csv"
         write_random_csv(data, rng)
+        # float32 throughout: the probabilities are compared with numpy's to 1e-6.
         subprocess.run([finetune, "--recipe", "original", "--data", str(data), "--epochs", "1", "--batch-size", "20",
-                        "--base-filters", "2", "--threads", "1", "--out", str(folder / "run")],
+                        "--base-filters", "2", "--threads", "1", "--precision", "float32",
+                        "--out", str(folder / "run")],
                        check=True, stdout=subprocess.DEVNULL)
 
         model = json.loads((folder / "run" / "model.json").read_text())
@@ -256,7 +258,8 @@ def main():
             out = folder / f"evaluate-{variant}"
             subprocess.run([evaluate, "--model", str(folder / "run" / "model.json"),
                             "--weights", str(folder / f"{variant}.h5"), "--data", str(data),
-                            "--split", "PrivateTest", "--threads", "1", "--out", str(out)],
+                            "--split", "PrivateTest", "--threads", "1", "--precision", "float32",
+                            "--out", str(out)],
                            check=True, stdout=subprocess.DEVNULL)
             _, probabilities = read_predictions(out / "predictions_privatetest.csv")
             variant_difference = np.abs(probabilities - expected).max()
@@ -271,7 +274,8 @@ def check_batch_norm_dropout(finetune, data, folder):
     run = folder / "bn"
     subprocess.run([finetune, "--recipe", "original", "--data", str(data), "--epochs", "1", "--batch-size", "20",
                     "--base-filters", "2", "--threads", "1", "--batch-norm", "--dropout", "0.3",
-                    "--out", str(run)], check=True, stdout=subprocess.DEVNULL)
+                    "--precision", "float32", "--out", str(run)],
+                   check=True, stdout=subprocess.DEVNULL)
     layers = json.loads((run / "model.json").read_text())["config"]["layers"]
     kinds = [layer["class_name"] for layer in layers]
     assert kinds.count("BatchNormalization") == 13 and kinds.count("Dropout") == 2, kinds
