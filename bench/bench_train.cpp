@@ -59,6 +59,7 @@
 
 #include "bench_common.h"
 #include "memory.h"
+#include "program.h"
 
 namespace {
 
@@ -351,7 +352,7 @@ std::string ratio(double ours, double theirs) {
 
 // fvc's default modes next to PyTorch's fastest of the same kind (training or scoring): the
 // library's (TrainerOptions: float32) and the programs' (--precision auto: bfloat16 with
-// channels last on a CPU with `bfloat16_flag`, float32 on one without).
+// channels last on a CPU with bfloat16 arithmetic, float32 on one without).
 void print_default_rows(const std::string& kind, const std::map<std::string, Measured>& ours,
                         const std::map<std::string, Measured>& theirs, bool bfloat16_cpu) {
   std::string fastest;
@@ -373,8 +374,8 @@ void print_default_rows(const std::string& kind, const std::map<std::string, Mea
   }
 }
 
-// Each fvc mode's floating-point rate as a fraction of the matrix-product peak of its
-// precision, measured in children of their own.
+// Each fvc mode's floating-point rate as a fraction of the peak of its precision (the faster
+// of a matrix product and a convolution), measured in children of their own.
 void print_fraction_of_peak(const std::map<std::string, Measured>& ours, const std::string& self,
                             int threads) {
   if (ours.empty()) {
@@ -457,7 +458,8 @@ int run_all(const Settings& settings, const std::string& self) {
     }
 
     std::printf("\n");
-    const bool bfloat16_cpu = has_cpu_flag(flags, "avx512_bf16") || has_cpu_flag(flags, "amx_bf16");
+    // The programs' own test, so that the row shows what --precision auto chose here.
+    const bool bfloat16_cpu = !fvc_examples::cpu_bfloat16_flag().empty();
     print_default_rows("train", ours, theirs, bfloat16_cpu);
     print_default_rows("infer", ours, theirs, bfloat16_cpu);
     if (!ours.empty()) {
