@@ -24,10 +24,10 @@ namespace {
 
 constexpr int kWriteFailed = 3;
 
-// Writes version 2 of `kind` to `path` once, with files limited to `bytes`.
-int write_once_within(const std::string& kind, const std::string& path, rlim_t bytes) {
-  const auto model = fvc::testing::writer_model(2);
-  const auto data = fvc::testing::writer_data(2);
+// Calls `write` as a process whose files may not grow past `bytes`; returns kWriteFailed after
+// printing fvc's error, or 0.
+template <typename Write>
+int write_within(rlim_t bytes, Write write) {
   // Without this, the kernel ends the process with SIGXFSZ instead of failing the write.
   signal(SIGXFSZ, SIG_IGN);
   const rlimit limit{bytes, bytes};
@@ -36,16 +36,23 @@ int write_once_within(const std::string& kind, const std::string& path, rlim_t b
     return 2;
   }
   try {
-    if (kind == "model") {
-      fvc::ModelIO::save_model(model, path);
-    } else {
-      data.save_cache(path);
-    }
+    write();
   } catch (const fvc::Error& error) {
     std::printf("error: %s\n", error.what());
     return kWriteFailed;
   }
   return 0;
+}
+
+// Writes version 2 of `kind` to `path` once, with files limited to `bytes`; only that version
+// is built, and before the limit.
+int write_once_within(const std::string& kind, const std::string& path, rlim_t bytes) {
+  if (kind == "model") {
+    const auto model = fvc::testing::writer_model(2);
+    return write_within(bytes, [&] { fvc::ModelIO::save_model(model, path); });
+  }
+  const auto data = fvc::testing::writer_data(2);
+  return write_within(bytes, [&] { data.save_cache(path); });
 }
 
 }  // namespace
