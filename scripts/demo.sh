@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds fvc and runs the finetune example on the
-# built-in synthetic faces (no download needed). About 8 minutes on 2 idle
-# cores, 6 of them building.
+# built-in synthetic faces (no download needed). About 9 minutes on 2 idle
+# cores, 7 of them building.
 #
 # The full VGGFace network and the Keras recipe (Adam, Glorot start, no batch
 # normalisation) are kept; the demo only takes smaller batches and a smaller
