@@ -58,7 +58,6 @@
 #include <fvc/fvc.h>
 
 #include "bench_common.h"
-#include "memory.h"
 #include "program.h"
 
 namespace {
@@ -275,7 +274,7 @@ double best_gflops(Op op, double flop) {
 // the faster kernel stands in for it.
 int run_peak(const std::string& type, int threads) {
   // Each convolution allocates its output: kept memory leaves the kernel's own time.
-  fvc_examples::keep_freed_memory();
+  fvc::keep_freed_memory();
   fvc::configure_threads(threads);
   torch::NoGradGuard no_grad;
   torch::manual_seed(kSeed);
@@ -506,7 +505,7 @@ int main(int argc, char** argv) try {
   }
   if (args.size() == 7 && args[0] == "--child") {
     // fvc's programs keep freed memory for reuse; PyTorch's peer runs with glibc's defaults.
-    fvc_examples::keep_freed_memory();
+    fvc::keep_freed_memory();
     return run_mode(args[1], args[2], std::stoi(args[3]), std::stoll(args[4]), std::stoi(args[5]),
                     std::stoi(args[6]));
   }

@@ -155,6 +155,23 @@ Dataset Dataset::sample(int64_t count, uint64_t seed) const {
   return select(indices, fmt::format("{} [{} sampled]", source_, count));
 }
 
+double Dataset::sharpness(int64_t max_images) const {
+  if (max_images < 0) {
+    throw ConfigError(
+        fmt::format("sharpness max_images is {}, expected 0 (every row) or more", max_images));
+  }
+  if (count() == 0) {
+    return 0.0;
+  }
+  torch::NoGradGuard no_grad;
+  const bool all = max_images == 0 || max_images >= count();
+  const auto x = (all ? images_ : sample(max_images, /*seed=*/1).images()).to(torch::kFloat);
+  const auto centred = x - x.mean({1, 2}, /*keepdim=*/true);
+  // The small floor keeps a flat image (deviation 0) from dividing by zero.
+  const auto z = centred / (centred.std({1, 2}, /*unbiased=*/false, /*keepdim=*/true) + 1e-3);
+  return (z.slice(2, 1) - z.slice(2, 0, -1)).abs().mean().item<double>();
+}
+
 Dataset Dataset::blurred(double sigma) const {
   if (!(sigma >= 0.0 && sigma <= kMaxBlurSigma)) {
     throw ConfigError(

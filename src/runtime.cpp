@@ -1,6 +1,11 @@
 #include "fvc/runtime.h"
 
 #include <sched.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include <climits>
 
 #include <thread>
 
@@ -58,6 +63,13 @@ int configure_threads(int threads) {
   }
   torch::set_num_threads(threads);
   return threads;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
 }
 
 }  // namespace fvc

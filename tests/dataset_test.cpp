@@ -493,19 +493,6 @@ TEST_CASE("Dataset reads the full FER2013 with its published counts", "[.][fer20
   CHECK((public_counts == std::array<int64_t, 7>{467, 56, 496, 895, 653, 415, 607}));
 }
 
-namespace {
-
-// The mean absolute difference between horizontal neighbours, each image first scaled to
-// mean 0 and deviation 1: how much fine detail a set's images hold, whatever their contrast.
-double sharpness(const Dataset& data) {
-  const auto x = data.images().to(torch::kFloat);
-  const auto centred = x - x.mean({1, 2}, /*keepdim=*/true);
-  const auto z = centred / (centred.std({1, 2}, /*unbiased=*/false, /*keepdim=*/true) + 1e-3);
-  return (z.slice(2, 1) - z.slice(2, 0, -1)).abs().mean().item<double>();
-}
-
-}  // namespace
-
 TEST_CASE("Dataset blurred spreads an impulse into a Gaussian and keeps labels and splits",
           "[dataset]") {
   auto images = torch::zeros({2, 48, 48}, torch::kUInt8);
@@ -536,11 +523,32 @@ TEST_CASE("Dataset blurred by 0 is the set itself and refuses a sigma outside 0.
   const Dataset data = Dataset::synthetic(20, 4);
 
   CHECK(data.blurred(0.0).images().data_ptr() == data.images().data_ptr());
-  CHECK(sharpness(data.blurred(2.0)) < 0.7 * sharpness(data));
+  CHECK(data.blurred(2.0).sharpness() < 0.7 * data.sharpness());
   REQUIRE_THROWS_AS(data.blurred(-1.0), fvc::ConfigError);
   REQUIRE_THROWS_WITH(data.blurred(-1.0), "blur sigma is -1, expected 0 to 8 pixels");
   REQUIRE_THROWS_WITH(data.blurred(8.5), "blur sigma is 8.5, expected 0 to 8 pixels");
   REQUIRE_THROWS_WITH(data.blurred(std::nan("")), "blur sigma is nan, expected 0 to 8 pixels");
+}
+
+TEST_CASE("Dataset sharpness measures a sample, ignores contrast and refuses a negative size",
+          "[dataset]") {
+  const Dataset data = Dataset::synthetic(40, 9);
+  const Dataset faint((data.images() / 4).to(torch::kUInt8), data.labels(), data.splits(), "faint");
+  const Dataset flat(torch::full({3, 48, 48}, 90, torch::kUInt8), torch::zeros({3}, torch::kLong),
+                     torch::zeros({3}, torch::kUInt8), "flat");
+
+  CHECK(data.sharpness(0) == data.sharpness(40));
+  CHECK(data.sharpness(10) == data.sample(10, 1).sharpness(0));
+  CHECK(data.sharpness(10) != data.sharpness(0));
+  // A quarter of the contrast, the same detail (up to the rounding of uint8 pixels).
+  CHECK(faint.sharpness() == Approx(data.sharpness()).epsilon(0.05));
+  CHECK(flat.sharpness() == 0.0);
+  const Dataset empty(torch::zeros({0, 48, 48}, torch::kUInt8), torch::zeros({0}, torch::kLong),
+                      torch::zeros({0}, torch::kUInt8), "empty");
+  CHECK(empty.sharpness() == 0.0);
+  REQUIRE_THROWS_AS(data.sharpness(-1), fvc::ConfigError);
+  REQUIRE_THROWS_WITH(data.sharpness(-1),
+                      "sharpness max_images is -1, expected 0 (every row) or more");
 }
 
 // The fvc recipe blurs scored images by 3 pixels because the shared copy of FER2013, rebuilt
@@ -555,10 +563,10 @@ TEST_CASE("FER2013's Training images are blurrier than its test images, matched 
   }
   const Dataset data = Dataset::read_csv(path);
 
-  const double training = sharpness(data.split(Split::kTraining));
-  const double public_test = sharpness(data.split(Split::kPublicTest));
-  const double private_test = sharpness(data.split(Split::kPrivateTest));
-  const double blurred_test = sharpness(data.split(Split::kPrivateTest).blurred(3.0));
+  const double training = data.split(Split::kTraining).sharpness(0);
+  const double public_test = data.split(Split::kPublicTest).sharpness(0);
+  const double private_test = data.split(Split::kPrivateTest).sharpness(0);
+  const double blurred_test = data.split(Split::kPrivateTest).blurred(3.0).sharpness(0);
 
   INFO("sharpness: Training " << training << ", PublicTest " << public_test << ", PrivateTest "
                               << private_test << ", PrivateTest blurred by 3: " << blurred_test);

@@ -12,21 +12,23 @@
 #include <fmt/format.h>
 #include <fvc/dataset.h>
 #include <fvc/evaluation.h>
+#include <fvc/runtime.h>
 #include <fvc/trainer.h>
 #include <CLI/CLI.hpp>
-
-#include "memory.h"
 
 namespace fvc_examples {
 
 /// Exit status for options CLI11 refused; it prints why.
 constexpr int kUsageError = 2;
 
+/// Exit status when the device could not hold a batch (`fvc::OutOfMemoryError`).
+constexpr int kOutOfMemory = 6;
+
 /// Parses the options, then calls `run`. Returns `run`'s status, 0 for --help, `kUsageError`
 /// for refused options, and 1 after printing "error: <message>" for an exception. Memory that
-/// LibTorch frees is kept for reuse (`keep_freed_memory`).
+/// LibTorch frees is kept for reuse (`fvc::keep_freed_memory`).
 inline int run_program(CLI::App& app, int argc, char** argv, const std::function<int()>& run) {
-  keep_freed_memory();
+  fvc::keep_freed_memory();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -19,6 +19,8 @@
 // fvc-finetune trains, and in float32 elsewhere; --precision float32 scores in float32
 // everywhere. The two can differ in a handful of images.
 //
+// A batch that does not fit in memory ends with status 6 and a smaller --batch-size to try.
+//
 // Output folder (--out): confusion_<split>.csv, metrics_<split>.csv (precision, recall, F1 and
 // support per emotion, then macro, weighted and micro averages), predictions_<split>.csv.
 
@@ -47,6 +49,7 @@ struct Settings {
   int64_t synthetic = 3500;
   std::string split = "PrivateTest";
   std::string out = "fvc-evaluate-out";
+  int64_t batch_size = fvc::TrainerOptions().eval_batch_size();
   int threads = 0;
   std::string device = "auto";
   std::string tta;
@@ -93,6 +96,10 @@ void add_options(CLI::App& app, Settings& s) {
                  "Blur every image by a Gaussian of this many pixels before scoring, as "
                  "fvc-finetune --scored-blur did for the model's validation (0: as they are)")
       ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
+  app.add_option("--batch-size", s.batch_size,
+                 "Images scored at once; smaller needs less memory and gives the same scores")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--threads", s.threads, "CPU threads for LibTorch (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -157,10 +164,18 @@ int run(const Settings& s) {
   fvc::Trainer scorer(model, fvc::TrainerOptions()
                                  .device(s.device)
                                  .threads(s.threads)
+                                 .eval_batch_size(s.batch_size)
                                  .precision(fvc_examples::precision_named(precision.precision))
                                  .channels_last(precision.channels_last)
                                  .scored_image_blur(s.blur));
-  const fvc::Evaluation result = scorer.evaluate(data, tta);
+  fvc::Evaluation result;
+  try {
+    result = scorer.evaluate(data, tta);
+  } catch (const fvc::OutOfMemoryError& error) {
+    fmt::print(stderr, "error: {}\nrun again with --batch-size {}, or free memory\n", error.what(),
+               std::max<int64_t>(1, s.batch_size / 2));
+    return fvc_examples::kOutOfMemory;
+  }
 
   const std::string stem = lowercase(s.split);
   const std::string confusion_path = fmt::format("{}/confusion_{}.csv", s.out, stem);

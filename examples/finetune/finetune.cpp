@@ -105,12 +105,11 @@ namespace {
 // in a few minutes on two cores.
 constexpr int64_t kDefaultSyntheticCount = 3500;
 
-// Exit statuses besides 0 (success), 1 (an error, printed as "error: ...") and 2 (options
-// CLI11 refused; it prints why).
+// Exit statuses besides 0 (success), 1 (an error, printed as "error: ..."), 2 (options
+// CLI11 refused; it prints why) and 6 (out of memory, fvc_examples::kOutOfMemory).
 constexpr int kReloadMismatch = 3;  // the reloaded model disagrees with the saved one
 constexpr int kInterrupted = 4;     // Ctrl-C or SIGTERM: stopped after a checkpoint
 constexpr int kNonFiniteLoss = 5;   // the training loss became NaN or infinite
-constexpr int kOutOfMemory = 6;     // the device could not hold a batch
 
 // The trainer that Ctrl-C should stop; set while it trains.
 std::atomic<fvc::Trainer*> running_trainer{nullptr};
@@ -713,20 +712,6 @@ void log_split(const char* role, const fvc::Dataset& data) {
       fmt::format("{:<10} {:>6} images  per class {}", role, data.count(), fmt::join(counts, " ")));
 }
 
-// How much fine detail `data`'s images hold, whatever their contrast: the mean absolute
-// difference between horizontal neighbours once each image has mean 0 and deviation 1. Sharp
-// FER2013 faces give about 0.26, faces blurred by 3 pixels about 0.11. Measured on at most
-// `kSharpnessSample` images, drawn with a fixed seed.
-double sharpness(const fvc::Dataset& data) {
-  constexpr int64_t kSharpnessSample = 2000;
-  const fvc::Dataset sample =
-      data.count() > kSharpnessSample ? data.sample(kSharpnessSample, /*seed=*/1) : data;
-  const auto x = sample.images().to(torch::kFloat);
-  const auto centred = x - x.mean({1, 2}, /*keepdim=*/true);
-  const auto z = centred / (centred.std({1, 2}, /*unbiased=*/false, /*keepdim=*/true) + 1e-3);
-  return (z.slice(2, 1) - z.slice(2, 0, -1)).abs().mean().item<double>();
-}
-
 // A network trained on blurred faces scores sharp ones poorly: FER2013 rebuilt from JPEGs has
 // a Training split blurred by about 3 pixels and sharp test splits (docs/RESULTS.md). Warns
 // when the training images hold much less detail than the validation images and nothing
@@ -737,8 +722,8 @@ void warn_if_training_is_blurrier(const fvc::Dataset& train, const fvc::Dataset&
   if (scored_blur > 0) {
     return;
   }
-  const double trained_on = sharpness(train);
-  const double scored_on = sharpness(validation);
+  const double trained_on = train.sharpness();
+  const double scored_on = validation.sharpness();
   if (trained_on < kBlurrierRatio * scored_on) {
     log_line(fmt::format(
         "warning: the Training images are blurrier than the PublicTest images (sharpness {:.3f} "
@@ -1051,7 +1036,7 @@ int run(Settings s, const CLI::App& app) {
     return kNonFiniteLoss;
   } catch (const fvc::OutOfMemoryError& error) {
     fmt::print(stderr, "\nerror: {}\n{}\n", error.what(), after_out_of_memory(trainer, out));
-    return kOutOfMemory;
+    return fvc_examples::kOutOfMemory;
   } catch (const fvc::Error& error) {
     // A write that failed halfway (a full disk) leaves the checkpoint before it whole.
     if (trainer.history().empty()) {

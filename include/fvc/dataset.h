@@ -208,6 +208,14 @@ class Dataset : public torch::data::datasets::Dataset<Dataset> {
   /// The widest blur `blurred` takes: beyond it a 48x48 face is a smudge.
   static constexpr double kMaxBlurSigma = 8.0;
 
+  /// How much fine detail the images hold, whatever their contrast: the mean absolute
+  /// difference between horizontal neighbours once each image is scaled to mean 0 and
+  /// deviation 1. Sharp FER2013 faces give about 0.26, faces blurred by 3 pixels about 0.11,
+  /// so comparing two sets shows when a network would be scored on sharper faces than it was
+  /// trained on. Measured on at most `max_images` rows, drawn as `sample(max_images, 1)`
+  /// draws them (all rows for 0); 0 for an empty set.
+  double sharpness(int64_t max_images = 2000) const;
+
   /// Number of rows.
   int64_t count() const;
 
