@@ -30,8 +30,14 @@ struct Loader::Impl {
   LoaderOptions options;
   torch::Tensor row_weights;  // for balanced sampling: 1 / (rows of the row's class)
 
+  // The set's pixels and labels where the batches go. On a GPU the whole set is copied there
+  // once (FER2013 is 83 MB as uint8), so that a batch is gathered on the device and no copy
+  // waits on the host; on the CPU these are the data set's own tensors.
+  torch::Tensor images;
+  torch::Tensor labels;
+
   int64_t epoch = 0;
-  torch::Tensor order;
+  torch::Tensor order;     // on the batches' device
   int64_t next_first = 0;  // where the next batch handed out starts in `order`
   bool started = false;
   std::exception_ptr failure;  // a batch that could not be made ends the epoch with it
@@ -43,7 +49,11 @@ struct Loader::Impl {
   std::deque<Prepared> ready;
   bool cancel = false;
 
-  Impl(const Dataset& data_, LoaderOptions options_) : data(data_), options(std::move(options_)) {}
+  Impl(const Dataset& data_, LoaderOptions options_)
+      : data(data_),
+        options(std::move(options_)),
+        images(data.images().to(options.device())),
+        labels(data.labels().to(options.device())) {}
 
   ~Impl() { stop_worker(); }
 
@@ -54,21 +64,14 @@ struct Loader::Impl {
   Batch prepare(int64_t first) const {
     torch::NoGradGuard no_grad;
     const auto indices = order.slice(0, first, first + options.batch_size());
-    auto pixels = data.images().index_select(0, indices);
-    auto labels = data.labels().index_select(0, indices);
-    if (options.device().is_cuda()) {
-      // Page-locked memory lets the copy run without blocking this thread.
-      pixels = pixels.pin_memory();
-      labels = labels.pin_memory();
-    }
-    pixels = pixels.to(options.device(), /*non_blocking=*/true);
-    labels = labels.to(options.device(), /*non_blocking=*/true);
+    const auto pixels = images.index_select(0, indices);
+    auto batch_labels = labels.index_select(0, indices);
     if (!augments(options.augmentation())) {
-      return {preprocess(pixels, options.preprocessing()), labels};
+      return {preprocess(pixels, options.preprocessing()), batch_labels};
     }
-    auto images = pixels.to(torch::kFloat).div_(255.0f).unsqueeze(1);
-    images = augment(images, options.augmentation(), batch_seed(options.seed(), epoch, first));
-    return {preprocess_unit_range(images, options.preprocessing()), labels};
+    auto unit = pixels.to(torch::kFloat).div_(255.0f).unsqueeze(1);
+    unit = augment(unit, options.augmentation(), batch_seed(options.seed(), epoch, first));
+    return {preprocess_unit_range(unit, options.preprocessing()), batch_labels};
   }
 
   void run_worker(int64_t first) {
@@ -157,7 +160,7 @@ void Loader::start_epoch(int64_t epoch, int64_t first) {
   auto& s = *impl_;
   s.stop_worker();
   s.epoch = epoch;
-  s.order = epoch_order(epoch);
+  s.order = epoch_order(epoch).to(s.options.device());
   s.next_first = std::max<int64_t>(first, 0);
   s.failure = nullptr;
   s.started = true;

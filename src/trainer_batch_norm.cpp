@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include <c10/util/Optional.h>  // BatchNormOptions::momentum's type; not included by 2.x
 #include <torch/torch.h>
 
 #include "trainer_state.h"

@@ -30,8 +30,9 @@ struct LoaderOptions {
   TORCH_ARG(int64_t, batch_size) = 250;
   /// Seeds the order of rows and the augmentation; with the epoch it decides every batch.
   TORCH_ARG(uint64_t, seed) = 1;
-  /// Where the batches are delivered. On CUDA the uint8 pixels are copied from pinned memory
-  /// without blocking, and the device does the scaling and augmentation.
+  /// Where the batches are delivered. On CUDA the set's uint8 pixels and labels are copied
+  /// to the device once, each batch is gathered there, and the device does the scaling and
+  /// augmentation.
   TORCH_ARG(torch::Device, device) = torch::kCPU;
   /// Batches prepared ahead on a background thread while the caller trains on the current
   /// one; 0 prepares each batch on the calling thread when it is asked for.
