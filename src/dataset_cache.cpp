@@ -12,6 +12,7 @@
 #include "fvc/dataset.h"
 #include "fvc/error.h"
 #include "hdf5_file_image.h"
+#include "hdf5_guard.h"
 
 namespace fvc::detail {
 namespace {
@@ -55,7 +56,8 @@ std::vector<int64_t> shape_of(const H5::DataSet& dataset) {
 
 class CacheReader {
  public:
-  explicit CacheReader(const std::string& path) : path_(path) {}
+  CacheReader(const std::string& path, uint64_t file_bytes)
+      : path_(path), file_bytes_(file_bytes) {}
 
   [[noreturn]] void fail(const std::string& what) const {
     throw DataError(fmt::format("{}: {}", path_, what));
@@ -86,11 +88,25 @@ class CacheReader {
       fail(fmt::format("dataset '{}' has shape [{}], expected [{}]", name, fmt::join(found, ","),
                        fmt::join(expected, ",")));
     }
+    // fvc stores every dataset whole and uncompressed, so none can hold more than the file.
+    if (dataset.getCreatePlist().getLayout() != H5D_CONTIGUOUS) {
+      fail(fmt::format("dataset '{}' is not stored contiguously, expected it as fvc writes it",
+                       name));
+    }
+    double stored = static_cast<double>(bytes);
+    for (int64_t side : found) {
+      stored *= static_cast<double>(side);
+    }
+    if (stored > static_cast<double>(file_bytes_)) {
+      fail(fmt::format("dataset '{}' of shape [{}] needs {:.0f} bytes, more than the file's {}",
+                       name, fmt::join(found, ","), stored, file_bytes_));
+    }
     return dataset;
   }
 
  private:
   const std::string& path_;
+  uint64_t file_bytes_;
 };
 
 template <typename T>
@@ -111,6 +127,104 @@ std::optional<FileFingerprint> read_source(const H5::H5File& file) {
 std::string hdf5_reason(const H5::Exception& error) {
   return fmt::format("cannot read the data set cache: {} ({})", error.getDetailMsg(),
                      error.getFuncName());
+}
+
+// The cache at `path`, whose file exists and can be read; without its images, labels and
+// splits unless `with_pixels`.
+CacheContent read_cache_file(const std::string& path, bool with_pixels) {
+  std::error_code error;
+  const CacheReader reader(path, std::filesystem::file_size(path, error));
+  H5::Exception::dontPrint();
+  try {
+    if (!H5::H5File::isHdf5(path)) {
+      reader.fail(fmt::format("not an HDF5 file, {}", kExpectedCache));
+    }
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    if (!file.attrExists(kVersionAttribute)) {
+      reader.fail(fmt::format("attribute '{}' is missing, {}", kVersionAttribute, kExpectedCache));
+    }
+    const int version = read_scalar<int>(file, kVersionAttribute, H5::PredType::NATIVE_INT);
+    if (version != kCacheVersion) {
+      reader.fail(fmt::format("{} is {}, expected {}", kVersionAttribute, version, kCacheVersion));
+    }
+
+    const int64_t side = Dataset::kImageSide;
+    H5::DataSet images_set = reader.open_dataset(file, "images", 1, {-1, side, side});
+    const int64_t rows = shape_of(images_set)[0];
+    H5::DataSet labels_set = reader.open_dataset(file, "labels", 8, {rows});
+    H5::DataSet splits_set = reader.open_dataset(file, "splits", 1, {rows});
+    CacheContent content;
+    content.source = read_source(file);
+    if (!with_pixels) {
+      return content;
+    }
+
+    content.images = torch::empty({rows, side, side}, torch::kUInt8);
+    content.labels = torch::empty({rows}, torch::kLong);
+    content.splits = torch::empty({rows}, torch::kUInt8);
+    if (rows > 0) {
+      images_set.read(content.images.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
+      labels_set.read(content.labels.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+      splits_set.read(content.splits.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
+    }
+
+    if (!file.attrExists("images_crc64")) {
+      reader.fail(fmt::format("attribute 'images_crc64' is missing, {}", kExpectedCache));
+    }
+    const auto expected = read_scalar<uint64_t>(file, "images_crc64", H5::PredType::NATIVE_UINT64);
+    const uint64_t found = crc64(0, content.images.data_ptr<uint8_t>(), content.images.numel());
+    if (found != expected) {
+      reader.fail(fmt::format("images have CRC-64 {:#018x}, expected {:#018x}: the file is damaged",
+                              found, expected));
+    }
+
+    if (file.nameExists("bad_row_lines")) {
+      H5::DataSet lines_set = reader.open_dataset(file, "bad_row_lines", 8, {-1});
+      std::vector<int64_t> lines(static_cast<size_t>(shape_of(lines_set)[0]));
+      H5::DataSet reasons_set = reader.open_dataset(file, "bad_row_reasons", 1, {-1});
+      std::string reasons(static_cast<size_t>(shape_of(reasons_set)[0]), '\0');
+      if (!lines.empty()) {
+        lines_set.read(lines.data(), H5::PredType::NATIVE_INT64);
+      }
+      if (!reasons.empty()) {
+        reasons_set.read(reasons.data(), H5::PredType::NATIVE_UINT8);
+      }
+      std::string_view rest = reasons;
+      for (int64_t line : lines) {
+        const size_t end = rest.find('\n');
+        if (end == std::string_view::npos) {
+          reader.fail(
+              fmt::format("dataset 'bad_row_reasons' has fewer lines than the {} of "
+                          "'bad_row_lines', expected one per bad row",
+                          lines.size()));
+        }
+        content.bad_rows.push_back({line, std::string(rest.substr(0, end))});
+        rest.remove_prefix(end + 1);
+      }
+    }
+    return content;
+  } catch (const H5::Exception& error) {
+    reader.fail(hdf5_reason(error));
+  }
+}
+
+// Opens everything in the cache at `path` but its pixels in a child process (see
+// `rehearse_in_child`). Returns why that child ran away or crashed, or "".
+std::string rehearse(const std::string& path) {
+  std::error_code error;
+  const auto bytes = std::filesystem::file_size(path, error);
+  if (error || in_rehearsal()) {
+    return "";
+  }
+  const std::string why = rehearse_in_child(rehearsal_limits(bytes),
+                                            [&] { read_cache_file(path, /*with_pixels=*/false); });
+  if (why.empty()) {
+    return "";
+  }
+  return fmt::format(
+      "{}: reading it {} in a separate process, expected a data set cache of {} bytes: it is "
+      "damaged, or made to exhaust its reader",
+      path, why, bytes);
 }
 
 }  // namespace
@@ -182,6 +296,7 @@ CacheProbe probe_cache(const std::string& path) {
             std::nullopt};
   }
 
+  const Hdf5Lock lock;
   H5::Exception::dontPrint();
   try {
     if (!H5::H5File::isHdf5(path)) {
@@ -190,6 +305,9 @@ CacheProbe probe_cache(const std::string& path) {
     }
   } catch (const H5::Exception& failure) {
     return {CacheFileKind::kStale, fmt::format("{}: {}", path, hdf5_reason(failure)), std::nullopt};
+  }
+  if (const std::string why = rehearse(path); !why.empty()) {
+    return {CacheFileKind::kStale, why, std::nullopt};
   }
   try {
     H5::H5File file(path, H5F_ACC_RDONLY);
@@ -213,80 +331,15 @@ CacheProbe probe_cache(const std::string& path) {
   }
 }
 
-CacheContent read_cache(const std::string& path) {
+CacheContent read_cache(const std::string& path, bool rehearsed) {
   if (const auto reason = unreadable_file_reason(path); !reason.empty()) {
     throw DataError(fmt::format("{}: {}, {}", path, reason, kExpectedCache));
   }
-  const CacheReader reader(path);
-  H5::Exception::dontPrint();
-  try {
-    if (!H5::H5File::isHdf5(path)) {
-      reader.fail(fmt::format("not an HDF5 file, {}", kExpectedCache));
-    }
-    H5::H5File file(path, H5F_ACC_RDONLY);
-    if (!file.attrExists(kVersionAttribute)) {
-      reader.fail(fmt::format("attribute '{}' is missing, {}", kVersionAttribute, kExpectedCache));
-    }
-    const int version = read_scalar<int>(file, kVersionAttribute, H5::PredType::NATIVE_INT);
-    if (version != kCacheVersion) {
-      reader.fail(fmt::format("{} is {}, expected {}", kVersionAttribute, version, kCacheVersion));
-    }
-
-    const int64_t side = Dataset::kImageSide;
-    H5::DataSet images_set = reader.open_dataset(file, "images", 1, {-1, side, side});
-    const int64_t rows = shape_of(images_set)[0];
-    H5::DataSet labels_set = reader.open_dataset(file, "labels", 8, {rows});
-    H5::DataSet splits_set = reader.open_dataset(file, "splits", 1, {rows});
-
-    CacheContent content;
-    content.images = torch::empty({rows, side, side}, torch::kUInt8);
-    content.labels = torch::empty({rows}, torch::kLong);
-    content.splits = torch::empty({rows}, torch::kUInt8);
-    if (rows > 0) {
-      images_set.read(content.images.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
-      labels_set.read(content.labels.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
-      splits_set.read(content.splits.data_ptr<uint8_t>(), H5::PredType::NATIVE_UINT8);
-    }
-
-    if (!file.attrExists("images_crc64")) {
-      reader.fail(fmt::format("attribute 'images_crc64' is missing, {}", kExpectedCache));
-    }
-    const auto expected = read_scalar<uint64_t>(file, "images_crc64", H5::PredType::NATIVE_UINT64);
-    const uint64_t found = crc64(0, content.images.data_ptr<uint8_t>(), content.images.numel());
-    if (found != expected) {
-      reader.fail(fmt::format("images have CRC-64 {:#018x}, expected {:#018x}: the file is damaged",
-                              found, expected));
-    }
-
-    content.source = read_source(file);
-    if (file.nameExists("bad_row_lines")) {
-      H5::DataSet lines_set = reader.open_dataset(file, "bad_row_lines", 8, {-1});
-      std::vector<int64_t> lines(static_cast<size_t>(shape_of(lines_set)[0]));
-      H5::DataSet reasons_set = reader.open_dataset(file, "bad_row_reasons", 1, {-1});
-      std::string reasons(static_cast<size_t>(shape_of(reasons_set)[0]), '\0');
-      if (!lines.empty()) {
-        lines_set.read(lines.data(), H5::PredType::NATIVE_INT64);
-      }
-      if (!reasons.empty()) {
-        reasons_set.read(reasons.data(), H5::PredType::NATIVE_UINT8);
-      }
-      std::string_view rest = reasons;
-      for (int64_t line : lines) {
-        const size_t end = rest.find('\n');
-        if (end == std::string_view::npos) {
-          reader.fail(
-              fmt::format("dataset 'bad_row_reasons' has fewer lines than the {} of "
-                          "'bad_row_lines', expected one per bad row",
-                          lines.size()));
-        }
-        content.bad_rows.push_back({line, std::string(rest.substr(0, end))});
-        rest.remove_prefix(end + 1);
-      }
-    }
-    return content;
-  } catch (const H5::Exception& error) {
-    reader.fail(hdf5_reason(error));
+  const Hdf5Lock lock;
+  if (const std::string why = rehearsed ? "" : rehearse(path); !why.empty()) {
+    throw DataError(why);
   }
+  return read_cache_file(path, /*with_pixels=*/true);
 }
 
 }  // namespace fvc::detail
@@ -382,7 +435,7 @@ Dataset Dataset::read_cached(const std::string& csv_path, const std::string& cac
                                     [&csv_path] { return detail::fingerprint_file(csv_path); });
       std::string load_error;
       try {
-        cached = detail::read_cache(cache_path);
+        cached = detail::read_cache(cache_path, /*rehearsed=*/true);  // by probe_cache
       } catch (const DataError& failure) {
         load_error = failure.what();
       }

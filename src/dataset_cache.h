@@ -42,11 +42,14 @@ struct CacheProbe {
   std::optional<FileFingerprint> source;
 };
 
-/// Looks at the file at `path` through its HDF5 attributes only.
+/// Looks at the file at `path` through its HDF5 attributes only, after a child process has
+/// opened everything in it (`rehearse_in_child`); a file that made the child run away or crash
+/// is stale.
 CacheProbe probe_cache(const std::string& path);
 
-/// Reads a cache whole, checking shapes, types and the images' CRC-64. Throws `DataError`
-/// naming the file.
-CacheContent read_cache(const std::string& path);
+/// Reads a cache whole, checking shapes, types, layout, sizes against the file's and the
+/// images' CRC-64. Throws `DataError` naming the file. Unless `rehearsed` (by `probe_cache`),
+/// a child process opens everything in it first.
+CacheContent read_cache(const std::string& path, bool rehearsed = false);
 
 }  // namespace fvc::detail

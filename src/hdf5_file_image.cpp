@@ -7,6 +7,7 @@
 
 #include "atomic_file.h"
 #include "fvc/error.h"
+#include "hdf5_guard.h"
 
 namespace fvc::detail {
 namespace {
@@ -31,6 +32,7 @@ void write_hdf5_atomically(const std::string& path,
                            const std::function<void(H5::H5File& file)>& fill) {
   std::vector<char> image;
   {
+    const Hdf5Lock lock;
     H5::FileAccPropList in_memory;
     in_memory.setCore(kGrowthBytes, /*backing_store=*/false);
     // The name only identifies the file inside HDF5; nothing is created under it.

@@ -3,6 +3,7 @@
 #include <H5Cpp.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -10,6 +11,7 @@
 #include "file_checks.h"
 #include "fvc/error.h"
 #include "hdf5_file_image.h"
+#include "hdf5_guard.h"
 #include "keras_json.h"
 
 namespace fvc::detail {
@@ -180,7 +182,11 @@ void write_keras_weights(const std::string& path, const std::vector<std::string>
 
 KerasWeightsFile::KerasWeightsFile(std::string path, int format_version)
     : path_(std::move(path)), format_version_(format_version) {
+  const Hdf5Lock lock;
   H5::Exception::dontPrint();
+  if (!in_rehearsal()) {
+    rehearse();
+  }
   try {
     open();
     read_root_attributes();
@@ -188,6 +194,40 @@ KerasWeightsFile::KerasWeightsFile(std::string path, int format_version)
   } catch (const H5::Exception& error) {
     throw WeightsError(fmt::format("{}: cannot read HDF5 weights: {} ({})", path_,
                                    error.getDetailMsg(), error.getFuncName()));
+  }
+}
+
+// Reads the index and every weight in a child process first. A dataset larger than the
+// child's memory allowance is left out: its shape alone will not match any network, and
+// `ModelIO` refuses it before reading.
+void KerasWeightsFile::rehearse() const {
+  std::error_code error;
+  const auto bytes = std::filesystem::file_size(path_, error);
+  if (error || !unreadable_file_reason(path_).empty()) {
+    return;  // `open` says what is wrong with it
+  }
+  const RehearsalLimits limits = rehearsal_limits(bytes);
+  const std::string why = rehearse_in_child(limits, [&] {
+    const KerasWeightsFile file(path_, format_version_);
+    std::vector<float> values;
+    for (const auto& layer : file.weighted_layers()) {
+      for (size_t i = 0; i < layer.weights.size(); ++i) {
+        double count = 1.0;
+        for (const int64_t side : layer.weights[i].shape) {
+          count *= static_cast<double>(side);
+        }
+        if (count * sizeof(float) <= static_cast<double>(limits.memory_bytes) / 2) {
+          values.resize(static_cast<size_t>(count));
+          file.read_into(layer, i, values.data());
+        }
+      }
+    }
+  });
+  if (!why.empty()) {
+    throw WeightsError(fmt::format(
+        "{}: reading it {} in a separate process, expected a sound HDF5 file of {} bytes: it "
+        "is damaged, or made to exhaust its reader",
+        path_, why, bytes));
   }
 }
 
@@ -274,17 +314,21 @@ void KerasWeightsFile::read_index() {
 }
 
 torch::Tensor KerasWeightsFile::read(const StoredLayer& layer, size_t index) const {
+  auto tensor = torch::empty(layer.weights.at(index).shape, torch::kFloat);
+  read_into(layer, index, tensor.data_ptr<float>());
+  // Theano convolves, TensorFlow correlates: Keras stores Theano kernels turned by 180 degrees.
+  if (theano_ && tensor.dim() == 4) {
+    tensor = tensor.flip({0, 1}).contiguous();
+  }
+  return tensor;
+}
+
+// Reads weight `index` of `layer` into `values`, which has room for all of it.
+void KerasWeightsFile::read_into(const StoredLayer& layer, size_t index, float* values) const {
   const StoredWeight& weight = layer.weights.at(index);
+  const Hdf5Lock lock;
   try {
-    auto tensor = torch::empty(weight.shape, torch::kFloat);
-    root_.openGroup(layer.name)
-        .openDataSet(weight.name)
-        .read(tensor.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
-    // Theano convolves, TensorFlow correlates: Keras stores Theano kernels turned by 180 degrees.
-    if (theano_ && tensor.dim() == 4) {
-      tensor = tensor.flip({0, 1}).contiguous();
-    }
-    return tensor;
+    root_.openGroup(layer.name).openDataSet(weight.name).read(values, H5::PredType::NATIVE_FLOAT);
   } catch (const H5::Exception& error) {
     throw WeightsError(fmt::format("{}: cannot read dataset '{}/{}': {} ({})", path_, layer.name,
                                    weight.name, error.getDetailMsg(), error.getFuncName()));

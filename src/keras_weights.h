@@ -49,7 +49,10 @@ struct StoredLayer {
 /// An open Keras weights file, `save_weights` or `model.save` layout. Opening
 /// reads only the index (layer and weight names, shapes); `read` fetches
 /// data. Throws `WeightsError` naming the file and the group or dataset at
-/// fault, for a missing, non-HDF5, truncated or malformed file.
+/// fault, for a missing, non-HDF5, truncated or malformed file. Before this
+/// process touches the file, a forked child reads all of it under limits of
+/// memory and time (`rehearse_in_child`): a file that makes libhdf5 run away
+/// or crash there is refused with a `WeightsError` saying which.
 class KerasWeightsFile {
  public:
   KerasWeightsFile(std::string path, int format_version);
@@ -67,6 +70,8 @@ class KerasWeightsFile {
   torch::Tensor read(const StoredLayer& layer, size_t index) const;
 
  private:
+  void rehearse() const;
+  void read_into(const StoredLayer& layer, size_t index, float* values) const;
   void open();
   void read_root_attributes();
   void read_index();

@@ -245,6 +245,37 @@ TEST_CASE("Dataset load_cache names the file and what is wrong", "[dataset][cach
         path + ": dataset 'labels' is missing, expected one in every fvc data set cache");
 }
 
+// A cache holds its datasets whole and uncompressed, so their shapes cannot claim more bytes
+// than the file has; the reader refuses such claims before allocating for them.
+TEST_CASE("Dataset load_cache refuses datasets larger than the file or not stored whole",
+          "[dataset][cache]") {
+  TempDir dir;
+  const auto path = dir.path("c.h5");
+  Dataset::synthetic(20, 1).save_cache(path);
+  const auto replace_images = [&](hsize_t rows, const H5::DSetCreatPropList& layout) {
+    H5::H5File file(path, H5F_ACC_RDWR);
+    file.unlink("images");
+    const hsize_t dims[3] = {rows, 48, 48};
+    file.createDataSet("images", H5::PredType::STD_U8LE, H5::DataSpace(3, dims), layout);
+  };
+
+  // Space for a million images is only set aside when they are written, so the file stays small.
+  replace_images(1'000'000, H5::DSetCreatPropList::DEFAULT);
+  const auto bytes = std::filesystem::file_size(path);
+  CHECK(load_error(path) ==
+        fmt::format("{}: dataset 'images' of shape [1000000,48,48] needs 2304000000 bytes, more "
+                    "than the file's {}",
+                    path, bytes));
+
+  H5::DSetCreatPropList chunked;
+  const hsize_t chunk[3] = {10, 48, 48};
+  chunked.setChunk(3, chunk);
+  replace_images(20, chunked);
+  CHECK(load_error(path) == path +
+                                ": dataset 'images' is not stored contiguously, expected it as "
+                                "fvc writes it");
+}
+
 TEST_CASE("Dataset read_cached keeps the bad rows of a collecting read", "[dataset][cache]") {
   TempDir dir;
   const auto csv = dir.path("fer.csv");
