@@ -192,8 +192,8 @@ KerasWeightsFile::KerasWeightsFile(std::string path, int format_version)
     read_root_attributes();
     read_index();
   } catch (const H5::Exception& error) {
-    throw WeightsError(fmt::format("{}: cannot read HDF5 weights: {} ({})", path_,
-                                   error.getDetailMsg(), error.getFuncName()));
+    throw WeightsError(fmt::format("{}: cannot read HDF5 weights: {} ({}); the file is damaged",
+                                   path_, error.getDetailMsg(), error.getFuncName()));
   }
 }
 

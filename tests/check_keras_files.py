@@ -266,8 +266,27 @@ def main():
             print(f"{variant} weights: largest probability difference {variant_difference:.2e}")
             assert variant_difference < TOLERANCE, f"{variant} weights disagree by {variant_difference}"
 
+        check_not_finite_warning(evaluate, data, folder)
         check_batch_norm_dropout(finetune, data, folder)
     print("ok")
+
+
+def check_not_finite_warning(evaluate, data, folder):
+    """A weight set to NaN still loads, as in Keras, but fvc-evaluate names its layer."""
+    nan_weights = folder / "nan.h5"
+    nan_weights.write_bytes((folder / "run" / "weights.h5").read_bytes())
+    with h5py.File(nan_weights, "r+") as weights:
+        kernel = weights["conv4_3"]["conv4_3"]["kernel:0"]
+        values = kernel[()]
+        values.flat[0] = np.nan
+        kernel[...] = values
+    scored = subprocess.run([evaluate, "--model", str(folder / "run" / "model.json"),
+                             "--weights", str(nan_weights), "--data", str(data),
+                             "--threads", "1", "--out", str(folder / "evaluate-nan")],
+                            check=True, capture_output=True, text=True)
+    assert "warning: NaN or infinite weights in backbone.conv4_3.weight" in scored.stdout, \
+        scored.stdout
+    print("NaN weight: warned")
 
 
 def check_batch_norm_dropout(finetune, data, folder):

@@ -72,6 +72,26 @@ inline void check_model_files(const std::string& model, const std::string& weigh
   }
 }
 
+/// Warns, on standard output, of `module`'s parameters and buffers that hold NaN or infinity:
+/// Keras loads such weights without a word, and a model that diverged in training should not
+/// be scored or passed on unnoticed.
+inline void warn_if_not_finite(const torch::nn::Module& module) {
+  std::vector<std::string> names;
+  for (const auto& item : module.named_parameters()) {
+    if (!torch::isfinite(item.value()).all().item<bool>()) {
+      names.push_back(item.key());
+    }
+  }
+  for (const auto& item : module.named_buffers()) {
+    if (item.value().is_floating_point() && !torch::isfinite(item.value()).all().item<bool>()) {
+      names.push_back(item.key());
+    }
+  }
+  if (!names.empty()) {
+    fmt::print("warning: NaN or infinite weights in {}\n", fmt::join(names, ", "));
+  }
+}
+
 /// Where a program's FER2013 rows come from: image folders, a CSV (read through an HDF5 cache
 /// when one is named), or else the built-in synthetic faces.
 struct DataSource {

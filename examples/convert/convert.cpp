@@ -99,20 +99,6 @@ fvc::KerasNetwork load(const Settings& s, bool json) {
   return fvc::ModelIO::build_network(s.model);
 }
 
-// Keras loads NaN weights without a word; a model that diverged in training should not travel
-// on unnoticed.
-void warn_if_not_finite(const fvc::KerasNetwork& network) {
-  std::vector<std::string> names;
-  for (const auto& item : network->named_parameters()) {
-    if (!torch::isfinite(item.value()).all().item<bool>()) {
-      names.push_back(item.key());
-    }
-  }
-  if (!names.empty()) {
-    fmt::print("warning: NaN or infinite weights in {}\n", fmt::join(names, ", "));
-  }
-}
-
 // ", 13 BatchNormalization layers, dropout 0.5" for the layers a model trains differently
 // with; empty for a model without them.
 std::string regularisation(const std::vector<fvc::KerasLayer>& layers) {
@@ -148,7 +134,7 @@ int run(const Settings& s) {
   fmt::print("read {}: {} layers, {} parameters ({} trainable){}, preprocessing {}\n", source,
              layers.size(), with_commas(total), with_commas(network->parameter_count()),
              regularisation(layers), fvc::preprocessing_name(network->preprocessing()));
-  warn_if_not_finite(network);
+  fvc_examples::warn_if_not_finite(*network);
   if (json && s.weights.empty()) {
     fmt::print("no --weights: the weights are Glorot-initialised, not trained\n");
   }

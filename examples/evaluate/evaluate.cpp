@@ -8,9 +8,9 @@
 //
 //   fvc-evaluate --model run1/model.json --weights run1/weights.h5 \
 //                --data fer2013.csv.gz --split PrivateTest --out scores
-//   fvc-evaluate --model run1/model.h5 --data fer2013.csv.gz
-//   fvc-evaluate --model run1/model.h5 --images fer2013-images --split PrivateTest
-//   fvc-evaluate --model run1/model.h5 --data fer2013.csv.gz --tta flip,crops
+//   fvc-evaluate --model model.h5 --data fer2013.csv.gz        # a model.save file
+//   fvc-evaluate --model model.h5 --images fer2013-images --split PrivateTest
+//   fvc-evaluate --model model.h5 --data fer2013.csv.gz --tta flip,crops
 //
 // The data come as fvc-finetune reads them: --data (with --cache) or --images.
 // --tta scores each image as several views (its mirror, shifted crops) and averages their
@@ -148,6 +148,7 @@ int run(const Settings& s) {
              s.weights.empty() ? s.model : s.weights, model->parameter_count(),
              architecture.backbone().batch_norm() ? "on" : "off", architecture.dropout(),
              fvc::preprocessing_name(architecture.preprocessing()));
+  fvc_examples::warn_if_not_finite(*model);
 
   const fvc::Dataset all = fvc_examples::load_data(
       {s.data, s.images, s.cache, s.synthetic, 1},
