@@ -5,6 +5,10 @@
 #
 #   scripts/gpu-finetune.sh --data fer2013.csv.gz [--recipe fvc|original] [--out DIR]
 #                           [--deps FOLDER_OF_DEBS] [-- more fvc-finetune options]
+#   scripts/gpu-finetune.sh --data fer2013.csv.gz -- --resume DIR     # continue a stopped run
+#
+# Options after -- go to fvc-finetune as they are; --epochs and --batch-size there replace the
+# 16 and 250 given by default, and with --resume the checkpoint's settings are used.
 #
 # LibTorch comes from $LIBTORCH (an unpacked CUDA LibTorch) or else from the python3 torch's
 # CMake files (torch.utils.cmake_prefix_path); the other libraries as install-deps.sh lists
@@ -34,11 +38,20 @@ done
 out="${out:-gpu-finetune-$recipe}"
 build=build/cuda
 
+# Whether the options after -- include $1.
+given() {
+  local option
+  for option in "${extra[@]}"; do [ "$option" = "$1" ] && return 0; done
+  return 1
+}
+
 # LibTorch with CUDA.
 if [ -n "${LIBTORCH:-}" ]; then
   torch_prefix="$LIBTORCH"
-else
-  torch_prefix="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+elif ! torch_prefix="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"; then
+  echo "gpu-finetune: python3 has no torch; set LIBTORCH to an unpacked CUDA LibTorch" \
+    "(see docs/CUDA.md)" >&2
+  exit 2
 fi
 python3 -c 'import torch; assert torch.cuda.is_available(), "python3 torch sees no GPU"' ||
   echo "gpu-finetune: python3's torch sees no GPU; fvc-finetune will say what LibTorch sees"
@@ -54,7 +67,8 @@ if [ -n "$deps" ]; then
   prefixes="$prefixes;$root/usr"
   # Debian keeps the serial HDF5 in folders of its own.
   cmake_extra+=("-DCMAKE_INCLUDE_PATH=$root/usr/include/hdf5/serial"
-                "-DCMAKE_LIBRARY_PATH=$multiarch/hdf5/serial;$multiarch")
+                "-DCMAKE_LIBRARY_PATH=$multiarch/hdf5/serial;$multiarch"
+                "-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,$multiarch")
   export LD_LIBRARY_PATH="$multiarch:$multiarch/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 
@@ -78,21 +92,30 @@ print(f"{2 * 8192**3 / best / 1e12:.0f}")
 EOF
 )"
 
-echo "gpu-finetune: recipe $recipe, 16 epochs at batch 250, log in $out.log"
+run=(--data "$data" --device cuda)
+if given --resume; then
+  log="gpu-finetune-resumed.log"
+else
+  run+=(--recipe "$recipe" --out "$out")
+  given --epochs || run+=(--epochs 16)
+  given --batch-size || run+=(--batch-size 250)
+  log="$out.log"
+fi
+echo "gpu-finetune: fvc-finetune ${run[*]} ${extra[*]}; log in $log"
 started=$(date +%s.%N)
-"$build/examples/finetune/fvc-finetune" --data "$data" --recipe "$recipe" --device cuda \
-  --epochs 16 --batch-size 250 --out "$out" "${extra[@]}" 2>&1 | tee "$out.log"
+"$build/examples/finetune/fvc-finetune" "${run[@]}" "${extra[@]}" 2>&1 | tee "$log"
 finished=$(date +%s.%N)
 
 # "trained 16 epochs in S s, validation included; R training images/s"
-summary="$(grep -E '^trained [0-9]+ epochs in' "$out.log" | tail -1)"
+summary="$(grep -E '^trained [0-9]+ epochs? in' "$log" | tail -1 || true)"
 python3 - "$summary" "$started" "$finished" "$peak_tflops" <<'EOF'
 import re, sys
 summary, started, finished, peak = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-found = re.search(r"in ([0-9.]+) s, validation included; ([0-9.]+) training images/s", summary)
+found = re.search(r"trained (\d+) epochs? in ([0-9.]+) s, validation included; "
+                  r"([0-9.]+) training images/s", summary)
 if not found:
     sys.exit("gpu-finetune: fvc-finetune printed no 'trained ... epochs' line; see the log")
-seconds, rate = float(found[1]), float(found[2])
+epochs, seconds, rate = int(found[1]), float(found[2]), float(found[3])
 # Multiply-accumulates of one 48x48x3 image through VGG16's convolutions and the 512-512-7
 # head; a training step costs about three forward passes (forward, then the gradients of
 # the activations and of the weights), two floating-point operations each.
@@ -106,7 +129,7 @@ for layer in convs:
         macs += side * side * layer[0] * layer[1] * 9
 macs += 512 * 512 + 512 * 512 + 512 * 7
 achieved = rate * 3 * 2 * macs / 1e12
-print(f"16 epochs: {seconds:.1f} s in fvc-finetune's epochs, validation included; "
+print(f"{epochs} epochs: {seconds:.1f} s in fvc-finetune's epochs, validation included; "
       f"{finished - started:.1f} s for the whole program (data, saving, final scoring)")
 print(f"training: {rate:.0f} images/s, {achieved:.1f} TFLOP/s ({macs / 1e9:.3f} GMAC forward per image)")
 if peak > 0:
