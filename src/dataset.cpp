@@ -172,11 +172,15 @@ double Dataset::sharpness(int64_t max_images) const {
   return (z.slice(2, 1) - z.slice(2, 0, -1)).abs().mean().item<double>();
 }
 
-Dataset Dataset::blurred(double sigma) const {
+void Dataset::check_blur_sigma(double sigma, const std::string& setting) {
   if (!(sigma >= 0.0 && sigma <= kMaxBlurSigma)) {
     throw ConfigError(
-        fmt::format("blur sigma is {}, expected 0 to {} pixels", sigma, kMaxBlurSigma));
+        fmt::format("{} is {}, expected 0 to {} pixels", setting, sigma, kMaxBlurSigma));
   }
+}
+
+Dataset Dataset::blurred(double sigma) const {
+  check_blur_sigma(sigma, "blur sigma");
   if (sigma == 0.0 || count() == 0) {
     return *this;
   }

@@ -1,8 +1,11 @@
 #include "fvc/emotion_net.h"
 
+#include "fvc/dataset.h"
+
 namespace fvc {
 
 EmotionNetImpl::EmotionNetImpl(EmotionNetOptions options) : options_(options) {
+  Dataset::check_blur_sigma(options_.scored_image_blur(), "scored_image_blur");
   backbone = register_module("backbone", VggFaceBackbone(options_.backbone()));
 
   const int64_t side = VggFaceBackboneImpl::output_side(options_.input_side());

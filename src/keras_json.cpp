@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "fvc/dataset.h"
 #include "fvc/error.h"
 #include "keras_layer_math.h"
 #include "keras_view.h"
@@ -387,6 +388,22 @@ Preprocessing read_preprocessing(const Json& model, const std::string& source) {
   }
 }
 
+// Recorded beside the preprocessing, for the same reason; a file without it scores images as
+// they are.
+double read_scored_image_blur(const Json& model, const std::string& source) {
+  const auto found = model.find(kScoredImageBlurKey);
+  if (found == model.end()) {
+    return 0.0;
+  }
+  const bool in_range = found->is_number() && found->get<double>() >= 0.0 &&
+                        found->get<double>() <= Dataset::kMaxBlurSigma;
+  if (!in_range) {
+    throw WeightsError(fmt::format("{}: {} is {}, expected a number of 0 to {} pixels", source,
+                                   kScoredImageBlurKey, found->dump(), Dataset::kMaxBlurSigma));
+  }
+  return found->get<double>();
+}
+
 std::vector<KerasLayer> read_layers(const Json& model, const std::string& source) {
   if (!model.is_object()) {
     throw WeightsError(fmt::format(
@@ -433,7 +450,7 @@ std::vector<KerasLayer> read_layers(const Json& model, const std::string& source
 }  // namespace
 
 std::string keras_architecture_json(const std::vector<KerasLayer>& layers,
-                                    Preprocessing preprocessing) {
+                                    Preprocessing preprocessing, double scored_image_blur) {
   Json entries = Json::array();
   for (size_t i = 0; i < layers.size(); ++i) {
     entries.push_back(layer_json(layers[i], i == 0 ? "" : layers[i - 1].name));
@@ -446,7 +463,8 @@ std::string keras_architecture_json(const std::vector<KerasLayer>& layers,
                   {"output_layers", {{layers.back().name, 0, 0}}}}},
                 {"keras_version", kKerasVersion},
                 {"backend", "tensorflow"},
-                {kPreprocessingKey, preprocessing_name(preprocessing)}};
+                {kPreprocessingKey, preprocessing_name(preprocessing)},
+                {kScoredImageBlurKey, scored_image_blur}};
   return model.dump();
 }
 
@@ -494,7 +512,8 @@ KerasArchitecture parse_keras_architecture(const std::string& text, const std::s
   }
   try {
     auto layers = read_layers(model, source);
-    return {std::move(layers), read_preprocessing(model, source)};
+    return {std::move(layers), read_preprocessing(model, source),
+            read_scored_image_blur(model, source)};
   } catch (const Json::exception& error) {
     throw WeightsError(
         fmt::format("{}: not a Keras 2 model description: {}", source, error.what()));
@@ -506,7 +525,8 @@ EmotionNetOptions emotion_net_options(const KerasArchitecture& architecture,
   // Read the free sizes off the layers, then demand that everything else is VGG16's.
   const auto& layers = architecture.layers;
   EmotionNetOptions options;
-  options.preprocessing(architecture.preprocessing);
+  options.preprocessing(architecture.preprocessing)
+      .scored_image_blur(architecture.scored_image_blur);
   const auto& input = layers.front().input_shape;
   if (input[0] != input[1]) {
     throw WeightsError(

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "fvc/dataset.h"
 #include "fvc/error.h"
 #include "keras_layer_math.h"
 
@@ -304,8 +305,12 @@ bool KerasLayer::operator==(const KerasLayer& other) const {
          scale == other.scale;
 }
 
-KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers, Preprocessing preprocessing)
-    : layers_(std::move(layers)), preprocessing_(preprocessing) {
+KerasNetworkImpl::KerasNetworkImpl(std::vector<KerasLayer> layers, Preprocessing preprocessing,
+                                   double scored_image_blur)
+    : layers_(std::move(layers)),
+      preprocessing_(preprocessing),
+      scored_image_blur_(scored_image_blur) {
+  Dataset::check_blur_sigma(scored_image_blur_, "scored_image_blur");
   if (layers_.empty() || layers_.front().kind != LayerKind::kInputLayer) {
     throw ConfigError(fmt::format("network starts with {}, expected an InputLayer",
                                   layers_.empty() ? "nothing" : "'" + layers_.front().name + "'"));

@@ -205,7 +205,8 @@ WeightLoadReport load_bound(const std::vector<BoundLayer>& bound,
 KerasNetwork network_from_json(const std::string& json_text, const std::string& source) {
   auto architecture = detail::parse_keras_architecture(json_text, source);
   try {
-    return KerasNetwork(std::move(architecture.layers), architecture.preprocessing);
+    return KerasNetwork(std::move(architecture.layers), architecture.preprocessing,
+                        architecture.scored_image_blur);
   } catch (const ConfigError& error) {
     throw WeightsError(fmt::format("{}: {}", source, error.what()));
   }
@@ -255,8 +256,9 @@ EmotionNet ModelIO::load(const std::string& model_path) {
 }
 
 std::string ModelIO::architecture_json(EmotionNet model) {
-  return detail::keras_architecture_json(detail::emotion_net_layers(model->options()),
-                                         model->options().preprocessing());
+  const auto& options = model->options();
+  return detail::keras_architecture_json(detail::emotion_net_layers(options),
+                                         options.preprocessing(), options.scored_image_blur());
 }
 
 EmotionNetOptions ModelIO::parse_architecture(const std::string& json_text,
@@ -304,7 +306,8 @@ KerasNetwork ModelIO::load_network(const std::string& model_path) {
 }
 
 std::string ModelIO::architecture_json(KerasNetwork model) {
-  return detail::keras_architecture_json(model->layers(), model->preprocessing());
+  return detail::keras_architecture_json(model->layers(), model->preprocessing(),
+                                         model->scored_image_blur());
 }
 
 std::vector<KerasLayer> ModelIO::parse_layers(const std::string& json_text,
@@ -325,7 +328,8 @@ WeightLoadReport ModelIO::load_weights(KerasNetwork model, const std::string& we
 
 KerasNetwork ModelIO::to_network(EmotionNet model) {
   const auto source = detail::bind_layers(model);
-  KerasNetwork network(layers_of(source), model->options().preprocessing());
+  KerasNetwork network(layers_of(source), model->options().preprocessing(),
+                       model->options().scored_image_blur());
   network->to(model->parameters().front().device());
   network->train(model->is_training());
 

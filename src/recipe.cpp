@@ -26,7 +26,7 @@ Recipe fvc_recipe() {
 
   recipe.model.backbone().batch_norm(true).batch_norm_momentum(0.9);
   recipe.model.dropout(0.3);
-  recipe.model.preprocessing(Preprocessing::kPerImageStandardization);
+  recipe.model.preprocessing(Preprocessing::kPerImageStandardization).scored_image_blur(3.0);
 
   recipe.trainer.optimizer(Optimizer::kAdamW)
       .learning_rate(1e-3)
@@ -35,7 +35,6 @@ Recipe fvc_recipe() {
       .warmup_epochs(2.0)
       .label_smoothing(0.1)
       .batch_norm_statistics_images(5000)
-      .scored_image_blur(3.0)
       .augmentation(AugmentationOptions().crop_padding(4).flip(true).rotation(10.0));
 
   recipe.evaluation.flip(true).crop_padding(2);

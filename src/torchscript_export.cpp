@@ -1,6 +1,7 @@
 #include "torchscript_export.h"
 
 #include <cctype>
+#include <cmath>
 #include <set>
 
 #include <fmt/format.h>
@@ -160,12 +161,31 @@ void write_layer(ScriptWriter& script, const KerasLayer& layer, const std::vecto
   }
 }
 
-// Records the network's preprocessing in the archive, by name and as a method, so that a
-// program without fvc prepares pixels the way the network was trained on.
+// The steps of `Dataset::blurred` in TorchScript: a separable Gaussian over edge-extended
+// images, rounded back to whole grey levels. Empty for no blur.
+std::string blur_lines(double sigma) {
+  if (sigma == 0.0) {
+    return "";
+  }
+  const auto radius = static_cast<int64_t>(std::ceil(3.0 * sigma));
+  return fmt::format(
+      "    offsets = torch.arange(-{0}, {0} + 1).double()\n"
+      "    weights = torch.exp(-offsets * offsets / (2.0 * {1} * {1}))\n"
+      "    kernel = (weights / weights.sum()).float()\n"
+      "    x = torch.replication_pad2d(x, [{0}, {0}, {0}, {0}])\n"
+      "    x = torch.conv2d(x, kernel.view(1, 1, 1, -1))\n"
+      "    x = torch.conv2d(x, kernel.view(1, 1, -1, 1)).round().clamp(0.0, 255.0)\n",
+      radius, float_literal(sigma));
+}
+
+// Records how the network's input is prepared in the archive, by name and as a method, so that
+// a program without fvc prepares pixels the way the network was trained on: the scored-image
+// blur, then the preprocessing.
 void define_preprocess(torch::jit::Module& module, Preprocessing preprocessing,
-                       int64_t channels) {
+                       double scored_image_blur, int64_t channels) {
   module.register_attribute("preprocessing", c10::StringType::get(),
                             std::string(preprocessing_name(preprocessing)));
+  module.register_attribute("scored_image_blur", c10::FloatType::get(), scored_image_blur);
   std::string result;
   if (preprocessing == Preprocessing::kVggFaceMeans) {
     result = fmt::format("x - torch.tensor([{}, {}, {}], device=x.device).view(1, 3, 1, 1)",
@@ -181,13 +201,14 @@ void define_preprocess(torch::jit::Module& module, Preprocessing preprocessing,
   } else {
     result = fmt::format("x.expand(-1, {}, -1, -1) / 255.0", channels);
   }
-  module.define(fmt::format(
-      "def preprocess(self, images):\n"
-      "    assert images.dim() == 3 and not images.is_floating_point(), "
-      "'expected gray uint8 images (N, H, W)'\n"
-      "    x = images.unsqueeze(1).float()\n"
-      "    return ({}).contiguous()\n",
-      result));
+  module.define(
+      fmt::format("def preprocess(self, images):\n"
+                  "    assert images.dim() == 3 and not images.is_floating_point(), "
+                  "'expected gray uint8 images (N, H, W)'\n"
+                  "    x = images.unsqueeze(1).float()\n"
+                  "{}"
+                  "    return ({}).contiguous()\n",
+                  blur_lines(scored_image_blur), result));
 }
 
 }  // namespace
@@ -207,7 +228,7 @@ torch::jit::Module torchscript_module(KerasNetwork& network) {
     write_layer(script, layers[i], network->output_shapes()[i - 1], network->layer_module(i).get());
   }
   module.define(script.source());
-  define_preprocess(module, network->preprocessing(), channels);
+  define_preprocess(module, network->preprocessing(), network->scored_image_blur(), channels);
   module.eval();
   return module;
 }

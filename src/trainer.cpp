@@ -170,9 +170,9 @@ std::string recipe_line(const TrainerOptions& o, const EmotionNetOptions& net,
   if (augments(o.augmentation())) {
     parts.push_back("augmentation " + describe(o.augmentation()));
   }
-  if (o.scored_image_blur() > 0.0) {
+  if (net.scored_image_blur() > 0.0) {
     parts.push_back(
-        fmt::format("scored images blurred (Gaussian, sigma {} pixels)", o.scored_image_blur()));
+        fmt::format("scored images blurred (Gaussian, sigma {} pixels)", net.scored_image_blur()));
   }
   if (o.sampling() == Sampling::kBalanced) {
     parts.push_back("sampling balanced (with replacement)");
@@ -629,7 +629,7 @@ bool Trainer::early_stopped() const { return state_->early_stopped; }
 
 Evaluation Trainer::evaluate(const Dataset& given, const TestTimeAugmentation& tta) try {
   check_not_empty(given, "evaluation");
-  const Dataset data = given.blurred(state_->options.scored_image_blur());
+  const Dataset data = given.blurred(state_->model->options().scored_image_blur());
   check_test_time_augmentation(tta);
   auto& s = *state_;
   const auto on_device = torch::TensorOptions().device(s.device);
@@ -681,7 +681,7 @@ torch::Tensor Trainer::predict(const Dataset& data, const TestTimeAugmentation& 
 
 torch::Tensor Trainer::probabilities(const Dataset& given, const TestTimeAugmentation& tta) try {
   check_test_time_augmentation(tta);
-  const Dataset data = given.blurred(state_->options.scored_image_blur());
+  const Dataset data = given.blurred(state_->model->options().scored_image_blur());
   std::vector<torch::Tensor> batches;
   if (view_count(tta) == 1) {
     state_->for_each_scored_batch(data, [&](const Batch&, const torch::Tensor& logits) {

@@ -6,7 +6,7 @@
 // borders from crops and rotations), not the plain images that are scored. Measuring the
 // statistics again, with the weights as they now are, on training images as they are, closes
 // that gap (the "precise BN" of Wu and Johnson, 2021). It cannot close a gap between the
-// training images and the scored ones themselves: see `TrainerOptions::scored_image_blur`.
+// training images and the scored ones themselves: see `EmotionNetOptions::scored_image_blur`.
 
 #include <optional>
 #include <vector>

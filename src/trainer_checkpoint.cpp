@@ -97,13 +97,16 @@ constexpr std::array<const char*, 3> kDataSettings = {"augmentation", "sampling"
 
 // The optimisation and scoring settings; checkpoints written before they could be set lack
 // them, and the run that wrote them had their defaults.
-constexpr std::array<const char*, 11> kOptimisationSettings = {
-    "optimizer",        "weight_decay",
-    "momentum",         "schedule",
-    "warmup_epochs",    "min_learning_rate",
-    "label_smoothing",  "freeze_blocks",
-    "freeze_epochs",    "batch_norm_statistics_images",
-    "scored_image_blur"};
+constexpr std::array<const char*, 10> kOptimisationSettings = {
+    "optimizer",       "weight_decay",
+    "momentum",        "schedule",
+    "warmup_epochs",   "min_learning_rate",
+    "label_smoothing", "freeze_blocks",
+    "freeze_epochs",   "batch_norm_statistics_images"};
+
+// Checkpoints written while the scored-image blur was a trainer setting record it here, among
+// the settings, and not in their model.json.
+constexpr const char* kOlderBlurSetting = "scored_image_blur";
 
 // The settings a resumed run must share with the run it continues, by name.
 Json fixed_settings(const TrainerOptions& o) {
@@ -128,8 +131,7 @@ Json fixed_settings(const TrainerOptions& o) {
           {"label_smoothing", o.label_smoothing()},
           {"freeze_blocks", o.freeze_blocks()},
           {"freeze_epochs", o.freeze_epochs()},
-          {"batch_norm_statistics_images", o.batch_norm_statistics_images()},
-          {"scored_image_blur", o.scored_image_blur()}};
+          {"batch_norm_statistics_images", o.batch_norm_statistics_images()}};
 }
 
 // `recorded` with each optimisation setting it lacks at its default, as the older run had it.
@@ -179,8 +181,7 @@ TrainerOptions options_with_settings(const Json& given, TrainerOptions base,
       .label_smoothing(recorded.at("label_smoothing").get<double>())
       .freeze_blocks(recorded.at("freeze_blocks").get<int64_t>())
       .freeze_epochs(recorded.at("freeze_epochs").get<int64_t>())
-      .batch_norm_statistics_images(recorded.at("batch_norm_statistics_images").get<int64_t>())
-      .scored_image_blur(recorded.at("scored_image_blur").get<double>());
+      .batch_norm_statistics_images(recorded.at("batch_norm_statistics_images").get<int64_t>());
   return base;
 }
 
@@ -410,14 +411,27 @@ std::string unrecorded_settings_line(const std::string& index_path,
       index_path, fmt::join(names, ", "), fmt::join(used, "; "));
 }
 
+// The architecture a checkpoint saved, with the scored-image blur an older one recorded among
+// its settings.
+EmotionNetOptions saved_architecture(EmotionNetOptions saved, const Json& index) {
+  const Json settings = index.value("settings", Json::object());
+  const auto older_blur = settings.find(kOlderBlurSetting);
+  if (older_blur != settings.end() && older_blur->is_number()) {
+    saved.scored_image_blur(older_blur->get<double>());
+  }
+  return saved;
+}
+
 // Refuses a checkpoint whose model differs from the trainer's in a setting that loading the
-// weights would not catch: dropout has no weights, and batch normalisation would show only as
-// a puzzling count of layers.
-void check_same_model(const std::string& json_path, const EmotionNetOptions& current) {
+// weights would not catch: dropout and the scored-image blur have no weights, and batch
+// normalisation would show only as a puzzling count of layers.
+void check_same_model(const std::string& json_path, const Json& index,
+                      const EmotionNetOptions& current) {
   if (const auto reason = detail::unreadable_file_reason(json_path); !reason.empty()) {
     throw WeightsError(fmt::format("{}: {}, expected the checkpoint's model", json_path, reason));
   }
-  const auto saved = ModelIO::parse_architecture(detail::read_whole_file(json_path), json_path);
+  const auto saved = saved_architecture(
+      ModelIO::parse_architecture(detail::read_whole_file(json_path), json_path), index);
   const auto refuse = [&](const char* setting, const auto& recorded, const auto& given) {
     throw ConfigError(fmt::format(
         "{}: {} is {}, but this trainer's model has {}; resume with the model of the first run",
@@ -433,6 +447,9 @@ void check_same_model(const std::string& json_path, const EmotionNetOptions& cur
   }
   if (saved.dropout() != current.dropout()) {
     refuse("dropout", saved.dropout(), current.dropout());
+  }
+  if (saved.scored_image_blur() != current.scored_image_blur()) {
+    refuse("scored_image_blur", saved.scored_image_blur(), current.scored_image_blur());
   }
 }
 
@@ -508,7 +525,8 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
   Json saved = with_default_optimisation(index.json.value("settings", Json::object()), &defaulted);
   const auto unrecorded = adopt_unrecorded_settings(saved, current);
   check_same_settings(saved, current, index.path);
-  check_same_model((fs::path(index.step_folder) / "model.json").string(), s.model->options());
+  check_same_model((fs::path(index.step_folder) / "model.json").string(), index.json,
+                   s.model->options());
   check_schedule_length(index.json, s.options, index.path);
 
   // Read and check everything before changing anything.
@@ -587,8 +605,10 @@ void Trainer::State::read_checkpoint(const std::string& folder) {
 EmotionNetOptions Trainer::checkpoint_architecture(const std::string& folder) {
   const CheckpointIndex index = read_index(folder);
   const fs::path step_folder(index.step_folder);
-  return ModelIO::load((step_folder / "model.json").string(), (step_folder / "weights.h5").string())
-      ->options();
+  return saved_architecture(
+      ModelIO::load((step_folder / "model.json").string(), (step_folder / "weights.h5").string())
+          ->options(),
+      index.json);
 }
 
 TrainerOptions Trainer::checkpoint_options(const std::string& folder, TrainerOptions base) {

@@ -71,10 +71,6 @@ void check_optimisation_options(const TrainerOptions& o) {
         "freeze_blocks is {} and freeze_epochs {}, expected blocks 0 to {} and epochs >= 0",
         o.freeze_blocks(), o.freeze_epochs(), kBackboneBlocks));
   }
-  if (!(o.scored_image_blur() >= 0.0 && o.scored_image_blur() <= Dataset::kMaxBlurSigma)) {
-    throw ConfigError(fmt::format("scored_image_blur is {}, expected 0 to {} pixels",
-                                  o.scored_image_blur(), Dataset::kMaxBlurSigma));
-  }
   if (o.batch_norm_statistics_images() < 0) {
     throw ConfigError(fmt::format(
         "batch_norm_statistics_images is {}, expected 0 (keep the moving averages) or more",

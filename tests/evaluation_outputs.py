@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from program_runs import run_checked
+from program_runs import run_checked, score_line
 
 EMOTIONS = ["anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 COMMON = ["--synthetic", "350", "--threads", "1"]
@@ -88,12 +88,6 @@ def check_metrics(folder, stem, output):
             shown = f"{row[0]} {want[0]:.4f} {want[1]:.4f} {want[2]:.4f} {want[3]}"
         assert shown in re.sub(" +", " ", output), f"no table line '{shown}' in:\n{output}"
     return expected["micro_avg"][0]
-
-
-def score_line(output, split):
-    found = re.search(rf"^{split} +(accuracy \S+ \(\d+/\d+\)  loss \S+)", output, re.M)
-    assert found, f"no {split} accuracy line in:\n{output}"
-    return found.group(1)
 
 
 def check_refused(program, extra, value):

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -284,4 +285,94 @@ TEST_CASE("Networks that cannot take the preprocessing's three channels are refu
   REQUIRE_THROWS_WITH(fvc::Trainer(fvc::EmotionNet(options), fvc::TrainerOptions().device("cpu")),
                       "model takes 48x48 images with 1 channels, expected 48x48 with 3 for "
                       "FER2013 images");
+}
+
+TEST_CASE("ModelIO records the scored image blur in the JSON and in model.save files",
+          "[preprocessing][io]") {
+  TempDir dir;
+  const fvc::EmotionNet model(small_net_options().scored_image_blur(2.5));
+
+  ModelIO::save(model, dir.path("m.json"), dir.path("m.h5"));
+  ModelIO::save_model(model, dir.path("model.h5"));
+
+  CHECK(read_json(dir.path("m.json")).at("fvc_scored_image_blur") == 2.5);
+  CHECK(ModelIO::load(dir.path("m.json"), dir.path("m.h5"))->options().scored_image_blur() == 2.5);
+  CHECK(ModelIO::load(dir.path("model.h5"))->options().scored_image_blur() == 2.5);
+  const auto network = ModelIO::load_network(dir.path("model.h5"));
+  CHECK(network->scored_image_blur() == 2.5);
+  CHECK(ModelIO::to_network(model)->scored_image_blur() == 2.5);
+
+  // A KerasNetwork passes it on as it was read.
+  ModelIO::save(network, dir.path("n.json"), dir.path("n.h5"));
+  CHECK(ModelIO::load(dir.path("n.json"), dir.path("n.h5"))->options().scored_image_blur() == 2.5);
+}
+
+TEST_CASE("ModelIO reads a JSON without fvc_scored_image_blur as unblurred and refuses others",
+          "[preprocessing][io]") {
+  TempDir dir;
+  ModelIO::save(fvc::EmotionNet(small_net_options().scored_image_blur(3.0)), dir.path("m.json"),
+                dir.path("m.h5"));
+  auto json = read_json(dir.path("m.json"));
+
+  SECTION("absent: a file Keras wrote") {
+    json.erase("fvc_scored_image_blur");
+    write_json(dir.path("keras.json"), json);
+    CHECK(ModelIO::load(dir.path("keras.json"), dir.path("m.h5"))->options().scored_image_blur() ==
+          0.0);
+  }
+  for (const auto& bad : {nlohmann::json("3"), nlohmann::json(9.0), nlohmann::json(-0.5)}) {
+    SECTION("refused: " + bad.dump()) {
+      json["fvc_scored_image_blur"] = bad;
+      write_json(dir.path("bad.json"), json);
+      REQUIRE_THROWS_AS(ModelIO::load(dir.path("bad.json"), dir.path("m.h5")), fvc::WeightsError);
+      REQUIRE_THROWS_WITH(ModelIO::load_network(dir.path("bad.json"), dir.path("m.h5")),
+                          dir.path("bad.json") + ": fvc_scored_image_blur is " + bad.dump() +
+                              ", expected a number of 0 to 8 pixels");
+    }
+  }
+}
+
+TEST_CASE("Trainer scores a reloaded model with the blur it was saved with",
+          "[preprocessing][trainer]") {
+  torch::manual_seed(12);
+  TempDir dir;
+  const auto data = Dataset::synthetic(60, 7);
+  const auto options = small_net_options().preprocessing(Preprocessing::kPerImageStandardization);
+  fvc::EmotionNet model(fvc::EmotionNetOptions(options).scored_image_blur(2.0));
+  ModelIO::save(model, dir.path("m.json"), dir.path("m.h5"));
+
+  fvc::Trainer scorer(ModelIO::load(dir.path("m.json"), dir.path("m.h5")),
+                      fvc::TrainerOptions().device("cpu").eval_batch_size(25));
+  const auto scored = scorer.probabilities(data);
+
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto prepare = [&](const Dataset& d) {
+    return fvc::preprocess(d.images(), Preprocessing::kPerImageStandardization);
+  };
+  // An untrained network answers nearly alike for every image, so the difference the blur
+  // makes is small; it must still dwarf the rounding between the two paths.
+  const double off_blurred =
+      (scored - model->probabilities(prepare(data.blurred(2.0)))).abs().max().item<double>();
+  const double off_sharp =
+      (scored - model->probabilities(prepare(data))).abs().max().item<double>();
+  CHECK(off_blurred < 1e-6);
+  CHECK(off_sharp > 100 * std::max(off_blurred, 1e-9));
+}
+
+TEST_CASE("TorchScript archive blurs the images before it preprocesses them",
+          "[preprocessing][io]") {
+  TempDir dir;
+  const auto data = Dataset::synthetic(10, 8);
+  const auto p = Preprocessing::kPerImageStandardization;
+  ModelIO::export_torchscript(
+      fvc::EmotionNet(small_net_options().preprocessing(p).scored_image_blur(1.5)),
+      dir.path("m.pt"));
+
+  auto module = torch::jit::load(dir.path("m.pt"));
+
+  CHECK(module.attr("scored_image_blur").toDouble() == 1.5);
+  const auto prepared = module.get_method("preprocess")({data.images()}).toTensor();
+  CHECK(torch::allclose(prepared, fvc::preprocess(data.blurred(1.5).images(), p), 0.0, 1e-4));
+  CHECK_FALSE(torch::allclose(prepared, fvc::preprocess(data.images(), p), 0.0, 1e-2));
 }

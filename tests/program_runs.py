@@ -1,5 +1,6 @@
 """What the program tests share: running a program and checking how it ended."""
 
+import re
 import subprocess
 
 
@@ -18,3 +19,10 @@ def run_checked(command, status=0):
         raise AssertionError(f"{' '.join(command)}: exit status {result.returncode}, "
                              f"expected {status}")
     return result
+
+
+def score_line(output, split):
+    """The accuracy and loss a program printed for `split`, as one string."""
+    found = re.search(rf"^{split} +(accuracy \S+ \(\d+/\d+\)  loss \S+)", output, re.M)
+    assert found, f"no {split} accuracy line in:\n{output}"
+    return found.group(1)

@@ -38,6 +38,7 @@ TEST_CASE("The original recipe has the study's numbers", "[recipe]") {
   CHECK(net.classes() == 7);
   CHECK(net.dropout() == 0.0);
   CHECK(net.preprocessing() == fvc::Preprocessing::kUnitRange);
+  CHECK(net.scored_image_blur() == 0.0);
   CHECK(fvc::EmotionNet(net)->parameter_count() == 15243591);
 
   CHECK(trainer.epochs() == 16);
@@ -58,7 +59,6 @@ TEST_CASE("The original recipe has the study's numbers", "[recipe]") {
   CHECK(trainer.precision() == fvc::Precision::kFloat32);
   CHECK(trainer.early_stopping_patience() == 0);
   CHECK(trainer.batch_norm_statistics_images() == 0);
-  CHECK(trainer.scored_image_blur() == 0.0);
   CHECK(fvc::view_count(recipe.evaluation) == 1);
 }
 
@@ -86,7 +86,7 @@ TEST_CASE("The fvc recipe turns on what the original leaves off", "[recipe]") {
   CHECK(recipe.model.dropout() == 0.3);
   CHECK(recipe.model.preprocessing() == fvc::Preprocessing::kPerImageStandardization);
   CHECK(recipe.trainer.batch_norm_statistics_images() == 5000);
-  CHECK(recipe.trainer.scored_image_blur() == 3.0);
+  CHECK(recipe.model.scored_image_blur() == 3.0);
   CHECK(recipe.trainer.epochs() == 16);
   CHECK(recipe.trainer.batch_size() == 250);
   CHECK(recipe.trainer.optimizer() == fvc::Optimizer::kAdamW);

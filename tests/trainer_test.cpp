@@ -608,15 +608,14 @@ TEST_CASE("Trainer refuses to resume on another training set", "[training]") {
   }
 }
 
-TEST_CASE("Trainer blurs the images it scores when asked and never the training images",
-          "[training]") {
+TEST_CASE("Trainer blurs the images its model scores and never the training images", "[training]") {
   const auto faces = fvc::Dataset::synthetic(300, 14);
   const auto train = faces.split(fvc::Split::kTraining);
   const auto held_out = faces.split(fvc::Split::kPublicTest);
   const auto trained = [&](double blur) {
     torch::manual_seed(15);
-    fvc::Trainer trainer(fvc::EmotionNet(small_net_options()),
-                         quick_options().epochs(2).scored_image_blur(blur));
+    fvc::Trainer trainer(fvc::EmotionNet(small_net_options().scored_image_blur(blur)),
+                         quick_options().epochs(2));
     trainer.fit(train, held_out);
     return trainer;
   };
@@ -635,17 +634,38 @@ TEST_CASE("Trainer blurs the images it scores when asked and never the training 
         sharp.evaluate(held_out.blurred(2.0), fvc::TestTimeAugmentation().flip(true)).loss);
 }
 
-TEST_CASE("Trainer records the scored image blur in its checkpoint and refuses another",
+TEST_CASE("A checkpoint records its model's scored image blur and refuses another", "[training]") {
+  TempDir dir;
+  const auto checkpoint = dir.path("checkpoint");
+  fvc::Trainer(fvc::EmotionNet(small_net_options().scored_image_blur(2.5)), quick_options())
+      .save_checkpoint(checkpoint);
+
+  CHECK(fvc::Trainer::checkpoint_architecture(checkpoint).scored_image_blur() == 2.5);
+  fvc::Trainer sharp(fvc::EmotionNet(small_net_options()), quick_options());
+  CHECK_THROWS_AS(sharp.load_checkpoint(checkpoint), fvc::ConfigError);
+  CHECK_THROWS_WITH(sharp.load_checkpoint(checkpoint), Catch::Contains("scored_image_blur is 2.5"));
+  fvc::Trainer same(fvc::EmotionNet(small_net_options().scored_image_blur(2.5)), quick_options());
+  CHECK_NOTHROW(same.load_checkpoint(checkpoint));
+}
+
+TEST_CASE("A checkpoint that kept the scored image blur among its settings resumes with it",
           "[training]") {
   TempDir dir;
   const auto checkpoint = dir.path("checkpoint");
-  save_untrained(quick_options().scored_image_blur(2.5), checkpoint);
+  save_untrained(quick_options(), checkpoint);
+  // How checkpoints were written while the blur was a trainer setting.
+  edit_settings(checkpoint, [](auto& settings) { settings["scored_image_blur"] = 3.0; });
 
-  CHECK(fvc::Trainer::checkpoint_options(checkpoint).scored_image_blur() == 2.5);
-  fvc::Trainer other(fvc::EmotionNet(small_net_options()), quick_options());
-  CHECK_THROWS_AS(other.load_checkpoint(checkpoint), fvc::ConfigError);
-  CHECK_THROWS_WITH(other.load_checkpoint(checkpoint), Catch::Contains("scored_image_blur"));
-  CHECK_THROWS_WITH(
-      fvc::Trainer(fvc::EmotionNet(small_net_options()), quick_options().scored_image_blur(9.0)),
-      "scored_image_blur is 9, expected 0 to 8 pixels");
+  CHECK(fvc::Trainer::checkpoint_architecture(checkpoint).scored_image_blur() == 3.0);
+  fvc::Trainer sharp(fvc::EmotionNet(small_net_options()), quick_options());
+  CHECK_THROWS_WITH(sharp.load_checkpoint(checkpoint), Catch::Contains("scored_image_blur is 3"));
+  fvc::Trainer blurred(fvc::EmotionNet(small_net_options().scored_image_blur(3.0)),
+                       quick_options());
+  CHECK_NOTHROW(blurred.load_checkpoint(checkpoint));
+}
+
+TEST_CASE("A model refuses a scored image blur out of range", "[training]") {
+  CHECK_THROWS_WITH(fvc::EmotionNet(small_net_options().scored_image_blur(9.0)),
+                    "scored_image_blur is 9, expected 0 to 8 pixels");
+  CHECK_THROWS_AS(fvc::EmotionNet(small_net_options().scored_image_blur(-1.0)), fvc::ConfigError);
 }

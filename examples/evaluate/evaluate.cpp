@@ -19,6 +19,9 @@
 // fvc-finetune trains, and in float32 elsewhere; --precision float32 scores in float32
 // everywhere. The two can differ in a handful of images.
 //
+// A model trained with fvc-finetune --scored-blur records that blur, and the images are
+// blurred so before they are scored; --blur scores with another (0: none).
+//
 // A batch that does not fit in memory ends with status 6 and a smaller --batch-size to try.
 //
 // Output folder (--out): confusion_<split>.csv, metrics_<split>.csv (precision, recall, F1 and
@@ -40,6 +43,9 @@ namespace {
 using fvc_examples::check_model_files;
 using fvc_examples::run_program;
 
+// --blur's value when it is not given: score with the blur the model records.
+constexpr double kRecordedBlur = -1.0;
+
 struct Settings {
   std::string model;
   std::string weights;
@@ -53,7 +59,7 @@ struct Settings {
   int threads = 0;
   std::string device = "auto";
   std::string tta;
-  double blur = 0.0;
+  double blur = kRecordedBlur;
   fvc_examples::PrecisionChoice precision;
 };
 
@@ -93,8 +99,9 @@ void add_options(CLI::App& app, Settings& s) {
   app.add_option("--out", s.out, "Folder for the confusion matrix and the predictions")
       ->capture_default_str();
   app.add_option("--blur", s.blur,
-                 "Blur every image by a Gaussian of this many pixels before scoring, as "
-                 "fvc-finetune --scored-blur did for the model's validation (0: as they are)")
+                 "Blur every image by a Gaussian of this many pixels before scoring, instead of "
+                 "the blur the model records (fvc-finetune --scored-blur; none in a Keras file); "
+                 "0: as they are")
       ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
   app.add_option("--batch-size", s.batch_size,
                  "Images scored at once; smaller needs less memory and gives the same scores")
@@ -132,6 +139,14 @@ fvc::EmotionNet load_model(const Settings& s) {
   }
 }
 
+// The loaded model again with --blur in place of the blur it records. The blur is a setting of
+// the model, fixed when it is built, so the weights are read a second time.
+fvc::EmotionNet with_scored_blur(const Settings& s, fvc::EmotionNetOptions options) {
+  fvc::EmotionNet model(options.scored_image_blur(s.blur));
+  fvc::ModelIO::load_weights(model, s.weights.empty() ? s.model : s.weights);
+  return model;
+}
+
 int run(const Settings& s) {
   const torch::Device device = fvc::resolve_device(s.device);
   std::error_code error;
@@ -143,11 +158,17 @@ int run(const Settings& s) {
 
   // The model first: a bad file should not wait for the data to load.
   fvc::EmotionNet model = load_model(s);
-  const auto& architecture = model->options();
-  fmt::print("loaded {} ({} parameters, batch_norm {}, dropout {}, preprocessing {})\n",
-             s.weights.empty() ? s.model : s.weights, model->parameter_count(),
-             architecture.backbone().batch_norm() ? "on" : "off", architecture.dropout(),
-             fvc::preprocessing_name(architecture.preprocessing()));
+  const fvc::EmotionNetOptions architecture = model->options();
+  fmt::print(
+      "loaded {} ({} parameters, batch_norm {}, dropout {}, preprocessing {}, scored-image blur "
+      "{})\n",
+      s.weights.empty() ? s.model : s.weights, model->parameter_count(),
+      architecture.backbone().batch_norm() ? "on" : "off", architecture.dropout(),
+      fvc::preprocessing_name(architecture.preprocessing()), architecture.scored_image_blur());
+  if (s.blur != kRecordedBlur && s.blur != architecture.scored_image_blur()) {
+    model = with_scored_blur(s, architecture);
+    fmt::print("scoring with --blur {} instead\n", s.blur);
+  }
   fvc_examples::warn_if_not_finite(*model);
 
   const fvc::Dataset all = fvc_examples::load_data(
@@ -167,8 +188,7 @@ int run(const Settings& s) {
                                  .threads(s.threads)
                                  .eval_batch_size(s.batch_size)
                                  .precision(fvc_examples::precision_named(precision.precision))
-                                 .channels_last(precision.channels_last)
-                                 .scored_image_blur(s.blur));
+                                 .channels_last(precision.channels_last));
   fvc::Evaluation result;
   try {
     result = scorer.evaluate(data, tta);

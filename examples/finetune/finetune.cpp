@@ -35,7 +35,9 @@
 // and --class-weights change the recipe: random changes to each training batch, rows
 // drawn so that every emotion is equally frequent, or a loss that weighs the rare ones more.
 // --batch-norm and --dropout change the network: batch normalisation after every convolution,
-// dropout after fc6 and fc7. model.json records both, for fvc-evaluate and --resume.
+// dropout after fc6 and fc7. --scored-blur blurs the images the network scores, for Training
+// images blurrier than the test images. model.json records all three, for fvc-evaluate and
+// --resume.
 //
 // --optimizer, --weight-decay, --momentum, --schedule, --warmup-epochs, --min-lr,
 // --label-smoothing, --freeze-blocks and --freeze-epochs change how the network learns: AdamW or
@@ -58,7 +60,7 @@
 // before the first epoch ends or the first Ctrl-C), with the seed, batch size,
 // learning rate, --augment, --sampling, --class-weights and the optimisation flags above the
 // checkpoint recorded, and the network it was training (--base-filters, --batch-norm, --dropout,
-// --preprocessing).
+// --preprocessing, --scored-blur).
 //
 // A training loss that becomes NaN or infinite stops the run with status 5 and leaves the
 // last epoch's checkpoint as it was; --skip-nonfinite-batches leaves such batches out instead.
@@ -412,7 +414,7 @@ void apply_recipe(Settings& s, const CLI::App& app) {
   unless_given("--batch-norm-statistics", s.batch_norm_statistics,
                t.batch_norm_statistics_images());
   unless_given("--dropout", s.dropout, r.model.dropout());
-  unless_given("--scored-blur", s.scored_blur, t.scored_image_blur());
+  unless_given("--scored-blur", s.scored_blur, r.model.scored_image_blur());
   unless_given("--preprocessing", s.preprocessing,
                std::string(fvc::preprocessing_name(r.model.preprocessing())));
   unless_given("--tta", s.tta, tta_text(r.evaluation));
@@ -504,14 +506,14 @@ void add_options(CLI::App& app, Settings& s) {
                               "Folder for the model, history, confusion matrices and the "
                               "checkpoint written after every epoch")
                    ->capture_default_str();
-  auto* resume =
-      app.add_option("--resume", s.resume,
-                     "Continue the run whose --out folder is DIR from its last checkpoint (written "
-                     "after every epoch and on Ctrl-C) and write into it; give the same data. "
-                     "--base-filters, --batch-norm, --dropout and --preprocessing are then taken "
-                     "from DIR, and so are --seed, --batch-size, --lr, --augment, --sampling, "
-                     "--class-weights and the optimisation flags (--optimizer to --freeze-epochs), "
-                     "refused when given with other values");
+  auto* resume = app.add_option(
+      "--resume", s.resume,
+      "Continue the run whose --out folder is DIR from its last checkpoint (written "
+      "after every epoch and on Ctrl-C) and write into it; give the same data. "
+      "--base-filters, --batch-norm, --dropout, --preprocessing and --scored-blur "
+      "are then taken from DIR, and so are --seed, --batch-size, --lr, --augment, --sampling, "
+      "--class-weights and the optimisation flags (--optimizer to --freeze-epochs), "
+      "refused when given with other values");
   resume->check(CLI::ExistingDirectory)->excludes(out)->excludes("--recipe");
   auto* init_weights = app.add_option(
       "--init-weights", s.init_weights,
@@ -610,8 +612,8 @@ void add_options(CLI::App& app, Settings& s) {
                  "Blur PublicTest and PrivateTest images (validation and final scores, never "
                  "training images) by a Gaussian of this many pixels: for training images "
                  "blurrier than the scored ones, as in the FER2013 rebuilt from JPEGs, whose "
-                 "Training split is blurred by about 3 (0: as they are; fvc-evaluate --blur "
-                 "repeats it on a saved model)")
+                 "Training split is blurred by about 3 (0: as they are). Saved with the "
+                 "model, so fvc-evaluate blurs the same")
       ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
   app.add_option("--dropout", s.dropout,
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
@@ -864,7 +866,6 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
                          .freeze_blocks(s.freeze_blocks)
                          .freeze_epochs(s.freeze_epochs)
                          .batch_norm_statistics_images(s.batch_norm_statistics)
-                         .scored_image_blur(s.scored_blur)
                          .deterministic(s.deterministic);
   if (s.resume.empty()) {
     check_momentum_flag(app, flags);
@@ -909,7 +910,6 @@ fvc::TrainerOptions training_recipe(const Settings& s, const CLI::App& app,
   check("--freeze-epochs", flags.freeze_epochs(), recorded.freeze_epochs());
   check("--batch-norm-statistics", flags.batch_norm_statistics_images(),
         recorded.batch_norm_statistics_images());
-  check("--scored-blur", flags.scored_image_blur(), recorded.scored_image_blur());
   check_momentum_flag(app, recorded);
   check_schedule_flags(recorded);
   return recorded;
@@ -934,7 +934,7 @@ fvc::EmotionNetOptions new_model_options(const Settings& s) {
       .base_filters(s.base_filters)
       .batch_norm(s.batch_norm)
       .batch_norm_momentum(s.batch_norm_momentum);
-  options.dropout(s.dropout);
+  options.dropout(s.dropout).scored_image_blur(s.scored_blur);
   return options;
 }
 
@@ -952,6 +952,8 @@ fvc::EmotionNetOptions resumed_model_options(const Settings& s, const CLI::App& 
                     fmt::format("{}", options.backbone().batch_norm_momentum()), checkpoint);
   check_flag_agrees(app, "--dropout", fmt::format("{}", s.dropout),
                     fmt::format("{}", options.dropout()), checkpoint);
+  check_flag_agrees(app, "--scored-blur", fmt::format("{}", s.scored_blur),
+                    fmt::format("{}", options.scored_image_blur()), checkpoint);
   return options;
 }
 
@@ -996,7 +998,7 @@ int run(Settings s, const CLI::App& app) {
   log_split("Training", train);
   log_split("PublicTest", validation);
   log_split("PrivateTest", test);
-  warn_if_training_is_blurrier(train, validation, recipe.scored_image_blur());
+  warn_if_training_is_blurrier(train, validation, model_options.scored_image_blur());
 
   // Build the network with Keras's initialisation, seeded, or as the checkpoint describes it.
   torch::manual_seed(s.seed);

@@ -202,11 +202,14 @@ class Dataset : public torch::data::datasets::Dataset<Dataset> {
   /// pixels (a separable kernel of radius ceil(3 sigma), edges extended, rounded back to
   /// uint8); the set itself for `sigma` 0. Throws `ConfigError` for a `sigma` outside 0..8.
   /// For scoring images sharper than those a network was trained on; see
-  /// `TrainerOptions::scored_image_blur`.
+  /// `EmotionNetOptions::scored_image_blur`.
   Dataset blurred(double sigma) const;
 
   /// The widest blur `blurred` takes: beyond it a 48x48 face is a smudge.
   static constexpr double kMaxBlurSigma = 8.0;
+
+  /// Throws `ConfigError` naming `setting` unless `sigma` is 0 to `kMaxBlurSigma` pixels.
+  static void check_blur_sigma(double sigma, const std::string& setting);
 
   /// How much fine detail the images hold, whatever their contrast: the mean absolute
   /// difference between horizontal neighbours once each image is scaled to mean 0 and

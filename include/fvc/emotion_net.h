@@ -27,6 +27,15 @@ struct EmotionNetOptions {
   /// How images are prepared for this model: `Trainer` trains and scores it on input prepared
   /// so, and `ModelIO` saves the choice with the architecture.
   TORCH_ARG(Preprocessing, preprocessing) = Preprocessing::kUnitRange;
+  /// Gaussian blur, in pixels (0 to `Dataset::kMaxBlurSigma`), that every image this model
+  /// scores gets first (`Dataset::blurred`); training images never do. 0 (the default)
+  /// scores images as they are. For a model trained on images blurrier than those it will
+  /// score: the FER2013 rebuilt from per-image JPEGs has its Training images blurred (about
+  /// a Gaussian of 2.5 to 3 pixels) and its PublicTest and PrivateTest images sharp, and a
+  /// network trained on the first meets the others as unfamiliar input. `Trainer` blurs what
+  /// it scores by this much, and `ModelIO` saves it with the architecture, so that a
+  /// program scoring the saved model later prepares images the same way.
+  TORCH_ARG(double, scored_image_blur) = 0.0;
 };
 
 /// The finetune model: `VggFaceBackbone` followed by `EmotionHead`, the
@@ -40,7 +49,8 @@ struct EmotionNetOptions {
 /// `to()` and loading weights change the model and need it to themselves.
 class EmotionNetImpl : public torch::nn::Module {
  public:
-  /// Throws `ConfigError` for sizes the parts refuse or a dropout outside [0, 1).
+  /// Throws `ConfigError` for sizes the parts refuse, a dropout outside [0, 1) or a
+  /// `scored_image_blur` out of range.
   explicit EmotionNetImpl(EmotionNetOptions options = {});
 
   /// Images (N, C, side, side) to logits (N, classes).

@@ -111,10 +111,13 @@ class KerasNetworkImpl : public torch::nn::Module {
  public:
   /// Builds the chain. The first layer must be an InputLayer. Throws
   /// `ConfigError` naming the layer when a setting is out of range or a layer
-  /// cannot take its input, e.g. a Dense fed a feature map. `preprocessing`
-  /// records how the network's input is prepared; `ModelIO` saves it.
+  /// cannot take its input, e.g. a Dense fed a feature map, or a
+  /// `scored_image_blur` out of range. `preprocessing` and `scored_image_blur`
+  /// record how the network's input is prepared (see
+  /// `EmotionNetOptions::scored_image_blur`); `ModelIO` saves them.
   explicit KerasNetworkImpl(std::vector<KerasLayer> layers,
-                            Preprocessing preprocessing = Preprocessing::kUnitRange);
+                            Preprocessing preprocessing = Preprocessing::kUnitRange,
+                            double scored_image_blur = 0.0);
 
   /// (N, C, H, W) images to the last layer's output.
   torch::Tensor forward(torch::Tensor images);
@@ -123,6 +126,9 @@ class KerasNetworkImpl : public torch::nn::Module {
 
   /// How input images are prepared for this network; see `fvc::preprocess`.
   Preprocessing preprocessing() const { return preprocessing_; }
+
+  /// The Gaussian blur, in pixels, that images get before this network scores them.
+  double scored_image_blur() const { return scored_image_blur_; }
 
   /// The module holding layer `index`'s weights, or nullptr for a layer without.
   std::shared_ptr<torch::nn::Module> layer_module(size_t index) const;
@@ -145,6 +151,7 @@ class KerasNetworkImpl : public torch::nn::Module {
 
   std::vector<KerasLayer> layers_;
   Preprocessing preprocessing_;
+  double scored_image_blur_;
   std::vector<std::vector<int64_t>> output_shapes_;
   std::vector<std::shared_ptr<torch::nn::Module>> modules_;
 };

@@ -218,15 +218,6 @@ struct TrainerOptions {
   /// the images. The checkpoint and best model hold the measured statistics. Does nothing
   /// without batch normalisation.
   TORCH_ARG(int64_t, batch_norm_statistics_images) = 0;
-  /// Every image the trainer scores (validation in `fit`, `evaluate`, `predict`,
-  /// `probabilities`) is first blurred by a Gaussian of this standard deviation in pixels
-  /// (`Dataset::blurred`), 0..8; training images never are. 0 (the default) scores images as
-  /// they are. For data whose training images are blurrier than the ones to be scored, which
-  /// a network otherwise meets as unfamiliar input: the FER2013 rebuilt from per-image JPEGs
-  /// has Training images blurred (about a Gaussian of 2.5 to 3 pixels) and sharp PublicTest
-  /// and PrivateTest images. A model saved from such a run expects the same blur wherever it
-  /// is used: `fvc-evaluate --blur`.
-  TORCH_ARG(double, scored_image_blur) = 0.0;
   /// Makes LibTorch use deterministic algorithms only (`at::Context::
   /// setDeterministicAlgorithms`), and cuDNN deterministic algorithms without benchmarking, so
   /// that a CUDA run can repeat to the bit on the same GPU and software; an operation without a
