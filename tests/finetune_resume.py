@@ -7,7 +7,9 @@ their defaults. --resume without those flags must train the second epoch with al
 the trainer logs the batch size and the network, augmentation and sampling it uses, and the
 Training split, drawn with the seed, must be the first run's. A flag given again with the checkpoint's value is accepted; one
 that contradicts the checkpoint ends the program with status 1 before any data is read, and
-the message names the flag and both values.
+the message names the flag and both values. The final scores' --tta, which the checkpoint does
+not hold, comes from the output folder's final_views.txt; a run without that file (from an
+older fvc-finetune) is resumed with a line saying so.
 
 Usage: finetune_resume.py PATH_TO_FVC_FINETUNE
 Needs only the standard library.
@@ -40,8 +42,9 @@ def main():
         run = Path(folder) / "run"
         first = finetune(program, "--epochs", "1", "--batch-size", "20", "--seed", "5",
                          "--augment", "flip,crop=2", "--sampling", "balanced", "--batch-norm",
-                         "--dropout", "0.25", "--out", run)
+                         "--dropout", "0.25", "--tta", "flip", "--out", run)
         assert RECIPE_LINE in first.stdout.splitlines(), first.stdout
+        assert (run / "final_views.txt").read_text() == "flip\n"
 
         resumed = finetune(program, "--resume", run, "--epochs", "2", "--sampling", "balanced",
                            "--batch-norm")
@@ -50,7 +53,8 @@ def main():
         assert (line_starting(resumed.stdout, "Training") ==
                 line_starting(first.stdout, "Training")), resumed.stdout
         line_starting(resumed.stdout, "epoch 2/2 ")
-        print(f"resumed with: {RECIPE_LINE}, batch 20, seed 5")
+        line_starting(resumed.stdout, "test-time augmentation flip (2 views) for the final scores")
+        print(f"resumed with: {RECIPE_LINE}, batch 20, seed 5, final scores with --tta flip")
 
         plain = Path(folder) / "plain"
         finetune(program, "--epochs", "1", "--batch-size", "20", "--out", plain)
@@ -75,6 +79,13 @@ def main():
         expected = (f"error: --dropout is 0.5, but the checkpoint in {checkpoint} has 0.25; "
                     "leave --dropout out to resume with the checkpoint's")
         assert refused.stderr.strip() == expected, refused.stderr
+
+        (run / "final_views.txt").unlink()
+        older = finetune(program, "--resume", run, "--epochs", "3", "--sampling", "balanced",
+                         "--batch-norm")
+        assert f"{run / 'final_views.txt'} is missing (a run of an older fvc-finetune): the " \
+            "final scores take each image once; give --tta" in older.stdout, older.stdout
+        assert "test-time augmentation" not in older.stdout, older.stdout
     print("ok")
 
 

@@ -76,7 +76,8 @@
 // --early-stopping N ends the run once N epochs in a row have not raised the best val_acc by
 // more than --min-delta; a resumed run stops where the uninterrupted one would have.
 //
-// Output folder (--out): model.json, weights.h5, history.csv, checkpoint/, best/,
+// Output folder (--out): model.json, weights.h5, history.csv, checkpoint/, best/, final_views.txt
+// (the --tta that --resume scores with),
 // confusion_publictest.csv, confusion_privatetest.csv, metrics_publictest.csv,
 // metrics_privatetest.csv (precision, recall, F1 and support per emotion, then macro, weighted
 // and micro averages), and predictions_privatetest.csv (each image's seven probabilities).
@@ -90,6 +91,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -571,7 +573,8 @@ void add_options(CLI::App& app, Settings& s) {
                "stopping with status 5");
   app.add_option("--tta", s.tta,
                  fvc_examples::tta_help("the final PublicTest and PrivateTest scores") +
-                     "; none by default. Validation during training scores each image once")
+                     "; none by default; with --resume, the first run's unless given. Validation "
+                     "during training scores each image once")
       ->check(fvc_examples::kTtaList);
   app.add_option("--early-stopping", s.early_stopping,
                  "Stop once this many epochs in a row have not raised the best val_acc by more "
@@ -794,6 +797,40 @@ void load_initial_weights(fvc::EmotionNet model, const Settings& s) {
   }
 }
 
+// The views of the final scores (--tta) decide nothing in training, so the checkpoint does not
+// hold them; this file in the output folder does, so that --resume scores as the first run would.
+constexpr const char* kFinalViewsFile = "final_views.txt";
+
+void record_final_views(const std::string& out, const std::string& tta) {
+  const std::string path = out + "/" + kFinalViewsFile;
+  const std::string temp_path = path + ".tmp";
+  std::ofstream file(temp_path);
+  if (!(file << tta << "\n").flush()) {
+    throw fvc::Error(fmt::format("{}: cannot write it", temp_path));
+  }
+  file.close();
+  std::error_code error;
+  std::filesystem::rename(temp_path, path, error);
+  if (error) {
+    throw fvc::Error(fmt::format("{}: cannot write it: {}", path, error.message()));
+  }
+}
+
+// The --tta of the run in `out`, for a resumed run not given one.
+std::string recorded_final_views(const std::string& out) {
+  const std::string path = out + "/" + kFinalViewsFile;
+  std::ifstream file(path);
+  std::string tta;
+  if (!file || !std::getline(file, tta)) {
+    log_line(
+        fmt::format("{} is missing (a run of an older fvc-finetune): the final scores take "
+                    "each image once; give --tta to score as the first run did",
+                    path));
+    return "";
+  }
+  return tta;
+}
+
 // Makes the output folder before training starts, so a bad --out fails before the long work.
 void prepare_output_folder(const std::string& out) {
   std::error_code error;
@@ -976,6 +1013,10 @@ int run(Settings s, const CLI::App& app) {
   const std::string out = s.resume.empty() ? s.out : s.resume;
   const std::string checkpoint = out + "/checkpoint";
   refuse_to_overwrite_a_run(s, out, checkpoint);
+  if (!s.resume.empty() && app.count("--tta") == 0) {
+    s.tta = recorded_final_views(out);
+    fvc_examples::parse_tta(s.tta);  // a damaged file fails now, not after training
+  }
   const fvc::TrainerOptions recipe = training_recipe(s, app, checkpoint);
   // A resumed run's seed also draws --limit's rows and the synthetic faces.
   s.seed = static_cast<int64_t>(recipe.seed());
@@ -1008,6 +1049,7 @@ int run(Settings s, const CLI::App& app) {
   }
   // Only now, so that a run refused for its files leaves no empty folder behind.
   prepare_output_folder(out);
+  record_final_views(out, s.tta);
 
   // Train, validating on PublicTest after every epoch, keeping the best epoch's model apart.
   const auto precision = fvc_examples::resolve_precision(s.precision, device, log_line);
