@@ -28,7 +28,9 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream) {
 torch::Tensor gaussian_kernel(double sigma) {
   const auto radius = static_cast<int64_t>(std::ceil(3.0 * sigma));
   const auto offsets = torch::arange(-radius, radius + 1, torch::kDouble);
-  const auto weights = torch::exp(-offsets.square() / (2.0 * sigma * sigma));
+  // (x / sigma)^2 rather than x^2 / sigma^2: for a sigma so small that its square underflows,
+  // the neighbours' weights become 0 instead of the centre's becoming 0 / 0.
+  const auto weights = torch::exp(-(offsets / sigma).square() / 2.0);
   return (weights / weights.sum()).to(torch::kFloat);
 }
 

@@ -170,7 +170,7 @@ std::string blur_lines(double sigma) {
   const auto radius = static_cast<int64_t>(std::ceil(3.0 * sigma));
   return fmt::format(
       "    offsets = torch.arange(-{0}, {0} + 1).double()\n"
-      "    weights = torch.exp(-offsets * offsets / (2.0 * {1} * {1}))\n"
+      "    weights = torch.exp(-(offsets / {1}) * (offsets / {1}) / 2.0)\n"
       "    kernel = (weights / weights.sum()).float()\n"
       "    x = torch.replication_pad2d(x, [{0}, {0}, {0}, {0}])\n"
       "    x = torch.conv2d(x, kernel.view(1, 1, 1, -1))\n"

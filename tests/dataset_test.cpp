@@ -524,6 +524,8 @@ TEST_CASE("Dataset blurred by 0 is the set itself and refuses a sigma outside 0.
 
   CHECK(data.blurred(0.0).images().data_ptr() == data.images().data_ptr());
   CHECK(data.blurred(2.0).sharpness() < 0.7 * data.sharpness());
+  // So small that sigma squared underflows to 0: still no blur, not a kernel of NaN.
+  CHECK(torch::equal(data.blurred(1e-200).images(), data.images()));
   REQUIRE_THROWS_AS(data.blurred(-1.0), fvc::ConfigError);
   REQUIRE_THROWS_WITH(data.blurred(-1.0), "blur sigma is -1, expected 0 to 8 pixels");
   REQUIRE_THROWS_WITH(data.blurred(8.5), "blur sigma is 8.5, expected 0 to 8 pixels");

@@ -80,6 +80,14 @@ def main():
                     "leave --dropout out to resume with the checkpoint's")
         assert refused.stderr.strip() == expected, refused.stderr
 
+        (run / "final_views.txt").write_bytes(b"crops=3\r\n")
+        damaged = finetune(program, "--resume", run, "--epochs", "3", "--sampling", "balanced",
+                           "--batch-norm", status=1)
+        assert f'{run / "final_views.txt"}: holds "crops=3\\x0d", which is not a list of ' \
+            in damaged.stderr, damaged.stderr
+        assert "give --tta to replace it" in damaged.stderr, damaged.stderr
+        assert "read " not in damaged.stdout, damaged.stdout
+
         (run / "final_views.txt").unlink()
         older = finetune(program, "--resume", run, "--epochs", "3", "--sampling", "balanced",
                          "--batch-norm")

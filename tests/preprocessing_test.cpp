@@ -375,4 +375,11 @@ TEST_CASE("TorchScript archive blurs the images before it preprocesses them",
   const auto prepared = module.get_method("preprocess")({data.images()}).toTensor();
   CHECK(torch::allclose(prepared, fvc::preprocess(data.blurred(1.5).images(), p), 0.0, 1e-4));
   CHECK_FALSE(torch::allclose(prepared, fvc::preprocess(data.images(), p), 0.0, 1e-2));
+
+  // A blur whose square underflows leaves the pixels as they are, as Dataset::blurred does.
+  ModelIO::export_torchscript(
+      fvc::EmotionNet(small_net_options().preprocessing(p).scored_image_blur(1e-200)),
+      dir.path("tiny.pt"));
+  const auto tiny = torch::jit::load(dir.path("tiny.pt")).get_method("preprocess")({data.images()});
+  CHECK(torch::allclose(tiny.toTensor(), fvc::preprocess(data.images(), p), 0.0, 1e-5));
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <functional>
@@ -159,6 +160,18 @@ inline fvc::TestTimeAugmentation parse_tta(const std::string& text) {
   }
   return tta;
 }
+
+/// A blur in pixels, 0 to `Dataset::kMaxBlurSigma`. CLI11's `Range` alone lets "nan" through,
+/// since NaN compares false with both ends.
+inline const CLI::Validator kBlurPixels =
+    CLI::Validator(
+        [](std::string& text) -> std::string {
+          double value = 0.0;
+          const bool nan = CLI::detail::lexical_cast(text, value) && std::isnan(value);
+          return nan ? "NaN is not a number of pixels" : "";
+        },
+        "") &
+    CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma);
 
 /// Checks --tta's value with `parse_tta` as CLI11 parses the command line.
 inline const CLI::Validator kTtaList(

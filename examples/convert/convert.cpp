@@ -131,9 +131,12 @@ int run(const Settings& s) {
   for (const auto& row : network->summary_rows()) {
     total += row.trainable_parameters + row.fixed_parameters;
   }
-  fmt::print("read {}: {} layers, {} parameters ({} trainable){}, preprocessing {}\n", source,
+  fmt::print("read {}: {} layers, {} parameters ({} trainable){}, preprocessing {}{}\n", source,
              layers.size(), with_commas(total), with_commas(network->parameter_count()),
-             regularisation(layers), fvc::preprocessing_name(network->preprocessing()));
+             regularisation(layers), fvc::preprocessing_name(network->preprocessing()),
+             network->scored_image_blur() > 0
+                 ? fmt::format(", scored images blurred by {}", network->scored_image_blur())
+                 : "");
   fvc_examples::warn_if_not_finite(*network);
   if (json && s.weights.empty()) {
     fmt::print("no --weights: the weights are Glorot-initialised, not trained\n");
@@ -154,9 +157,11 @@ int run(const Settings& s) {
   if (!s.torchscript.empty()) {
     fvc::ModelIO::export_torchscript(network, s.torchscript);
     const auto& [height, width, channels] = layers.front().input_shape;
-    fmt::print("wrote {}: TorchScript archive, input float (N, {}, {}, {}); its preprocess() "
-               "method prepares uint8 (N, {}, {}) pixels\n",
-               s.torchscript, channels, height, width, height, width);
+    fmt::print(
+        "wrote {}: TorchScript archive, input float (N, {}, {}, {}); its preprocess() "
+        "method prepares uint8 (N, {}, {}) pixels{}\n",
+        s.torchscript, channels, height, width, height, width,
+        network->scored_image_blur() > 0 ? ", blurring them first" : "");
   }
   return 0;
 }

@@ -102,7 +102,7 @@ void add_options(CLI::App& app, Settings& s) {
                  "Blur every image by a Gaussian of this many pixels before scoring, instead of "
                  "the blur the model records (fvc-finetune --scored-blur; none in a Keras file); "
                  "0: as they are")
-      ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
+      ->check(fvc_examples::kBlurPixels);
   app.add_option("--batch-size", s.batch_size,
                  "Images scored at once; smaller needs less memory and gives the same scores")
       ->capture_default_str()

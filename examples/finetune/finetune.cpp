@@ -86,6 +86,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -573,8 +574,8 @@ void add_options(CLI::App& app, Settings& s) {
                "stopping with status 5");
   app.add_option("--tta", s.tta,
                  fvc_examples::tta_help("the final PublicTest and PrivateTest scores") +
-                     "; none by default; with --resume, the first run's unless given. Validation "
-                     "during training scores each image once")
+                     "; by default the recipe's (fvc: flip,crops; original: none), with "
+                     "--resume the first run's. Validation during training scores each image once")
       ->check(fvc_examples::kTtaList);
   app.add_option("--early-stopping", s.early_stopping,
                  "Stop once this many epochs in a row have not raised the best val_acc by more "
@@ -617,7 +618,7 @@ void add_options(CLI::App& app, Settings& s) {
                  "blurrier than the scored ones, as in the FER2013 rebuilt from JPEGs, whose "
                  "Training split is blurred by about 3 (0: as they are). Saved with the "
                  "model, so fvc-evaluate blurs the same")
-      ->check(CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma));
+      ->check(fvc_examples::kBlurPixels);
   app.add_option("--dropout", s.dropout,
                  "Fraction of fc6's and fc7's outputs dropped while training (0: none, the "
                  "study's)")
@@ -675,12 +676,13 @@ int report_best_epoch(const fvc::BestModel& best, const std::vector<fvc::EpochSt
                          scoring);
   const auto public_test = evaluator.evaluate(validation);
   const auto private_test = evaluator.evaluate(test, tta);
+  // PublicTest once per image, as validation scored it, so that the two can be compared.
   log_line(fmt::format(
-      "best epoch {} of {}, kept in {}  PublicTest accuracy {:.4f} ({}/{})  "
-      "PrivateTest accuracy {:.4f} ({}/{}){}",
+      "best epoch {} of {}, kept in {}  PublicTest accuracy {:.4f} ({}/{}, each image once)  "
+      "PrivateTest accuracy {:.4f} ({}/{}{})",
       epoch, history.back().epoch, folder, public_test.accuracy, public_test.correct(),
       public_test.count, private_test.accuracy, private_test.correct(), private_test.count,
-      fvc::view_count(tta) > 1 ? fmt::format(" with {}", fvc::describe(tta)) : ""));
+      fvc::view_count(tta) > 1 ? fmt::format(", {}", fvc::describe(tta)) : ""));
   if (public_test.accuracy != val_acc) {
     fmt::print(stderr,
                "error: the model in {} scores {:.6f} on PublicTest, but training reported {:.6f} "
@@ -804,31 +806,74 @@ constexpr const char* kFinalViewsFile = "final_views.txt";
 void record_final_views(const std::string& out, const std::string& tta) {
   const std::string path = out + "/" + kFinalViewsFile;
   const std::string temp_path = path + ".tmp";
-  std::ofstream file(temp_path);
-  if (!(file << tta << "\n").flush()) {
-    throw fvc::Error(fmt::format("{}: cannot write it", temp_path));
-  }
-  file.close();
   std::error_code error;
+  {
+    std::ofstream file(temp_path);
+    if (!(file << tta << "\n").flush()) {
+      std::filesystem::remove(temp_path, error);
+      throw fvc::Error(fmt::format("{}: cannot write it", temp_path));
+    }
+  }
   std::filesystem::rename(temp_path, path, error);
   if (error) {
-    throw fvc::Error(fmt::format("{}: cannot write it: {}", path, error.message()));
+    const std::string reason = error.message();
+    std::filesystem::remove(temp_path, error);
+    throw fvc::Error(fmt::format("{}: cannot write it: {}", path, reason));
   }
 }
 
-// The --tta of the run in `out`, for a resumed run not given one.
+// `text` with each byte outside printable ASCII shown as \xNN, for a message about a damaged file.
+std::string printable(const std::string& text) {
+  std::string shown;
+  for (const unsigned char c : text) {
+    shown += std::isprint(c) ? std::string(1, static_cast<char>(c)) : fmt::format("\\x{:02x}", c);
+  }
+  return shown;
+}
+
+// The --tta of the run in `out`, for a resumed run not given one. Only a missing file is
+// forgiven (a run of an older fvc-finetune); one that is there must hold a --tta value.
 std::string recorded_final_views(const std::string& out) {
   const std::string path = out + "/" + kFinalViewsFile;
-  std::ifstream file(path);
-  std::string tta;
-  if (!file || !std::getline(file, tta)) {
+  const auto refuse = [&](const std::string& what) {
+    return fvc::ConfigError(fmt::format(
+        "{}: {}, expected the first run's --tta; give --tta to replace it", path, what));
+  };
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  if (status.type() == std::filesystem::file_type::not_found) {
     log_line(
         fmt::format("{} is missing (a run of an older fvc-finetune): the final scores take "
                     "each image once; give --tta to score as the first run did",
                     path));
     return "";
   }
-  return tta;
+  if (status.type() != std::filesystem::file_type::regular) {
+    throw refuse("not a regular file");
+  }
+  // A --tta value is a few words; read no more than that, whatever the file holds.
+  constexpr std::streamsize kLongest = 200;
+  std::string text(kLongest + 1, '\0');
+  std::ifstream file(path, std::ios::binary);
+  file.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (file.bad()) {
+    throw refuse("cannot be read");
+  }
+  text.resize(static_cast<size_t>(file.gcount()));
+  if (text.size() > static_cast<size_t>(kLongest)) {
+    throw refuse(fmt::format("longer than {} bytes", kLongest));
+  }
+  if (text.empty() || text.back() != '\n') {
+    throw refuse("not one whole line");
+  }
+  text.pop_back();
+  try {
+    fvc_examples::parse_tta(text);
+  } catch (const std::exception&) {
+    throw refuse(fmt::format("holds \"{}\", which is not a list of {}", printable(text),
+                             fvc_examples::kTtaWords));
+  }
+  return text;
 }
 
 // Makes the output folder before training starts, so a bad --out fails before the long work.
@@ -1015,7 +1060,6 @@ int run(Settings s, const CLI::App& app) {
   refuse_to_overwrite_a_run(s, out, checkpoint);
   if (!s.resume.empty() && app.count("--tta") == 0) {
     s.tta = recorded_final_views(out);
-    fvc_examples::parse_tta(s.tta);  // a damaged file fails now, not after training
   }
   const fvc::TrainerOptions recipe = training_recipe(s, app, checkpoint);
   // A resumed run's seed also draws --limit's rows and the synthetic faces.
