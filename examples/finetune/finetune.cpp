@@ -856,7 +856,7 @@ std::string recorded_final_views(const std::string& out) {
   std::string text(kLongest + 1, '\0');
   std::ifstream file(path, std::ios::binary);
   file.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (file.bad()) {
+  if (!file.is_open() || file.bad()) {
     throw refuse("cannot be read");
   }
   text.resize(static_cast<size_t>(file.gcount()));
