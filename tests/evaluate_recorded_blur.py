@@ -5,7 +5,7 @@ fvc-finetune trains a narrow network for one epoch on the built-in synthetic fac
 --scored-blur 2. Its model.json must record "fvc_scored_image_blur": 2, and fvc-evaluate, told
 nothing of the blur, must print fvc-finetune's PrivateTest line. With --blur 0 it scores the
 faces as they are, says so, and prints another line. Resuming the run with another
---scored-blur is refused, naming the flag, before any work.
+--scored-blur is refused, naming the flag, before any work; so are a blur of NaN or above 8.
 
 Usage: evaluate_recorded_blur.py FVC_FINETUNE FVC_EVALUATE
 Needs only the standard library.
@@ -57,6 +57,12 @@ def main():
         assert blurred_probabilities == read_probabilities(run), \
             "fvc-evaluate's probabilities differ from fvc-finetune's"
         print("fvc-evaluate --blur 0:", score_line(sharp.stdout, "PrivateTest"))
+
+        for program, flag in ((evaluate, "--blur"), (finetune, "--scored-blur")):
+            for value in ("nan", "9"):
+                refused = run_checked([program, flag, value], 2)
+                assert refused.stderr.startswith(
+                    f"{flag}: value {value} is not a number in [0, 8]"), refused.stderr
 
         refused = run_checked([finetune, *COMMON, "--resume", run, "--scored-blur", "1"], 1)
         assert "--scored-blur is 1, but the checkpoint in" in refused.stderr, refused.stderr

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cctype>
-#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <functional>
@@ -161,17 +160,25 @@ inline fvc::TestTimeAugmentation parse_tta(const std::string& text) {
   return tta;
 }
 
-/// A blur in pixels, 0 to `Dataset::kMaxBlurSigma`. CLI11's `Range` alone lets "nan" through,
-/// since NaN compares false with both ends.
+/// A number within `bounds`, as `in_bounds` tests it, checked as CLI11 parses the command line
+/// so that the message names the flag. `in_bounds` must compare so that NaN fails (`v >= lo`,
+/// not `!(v < lo)`): CLI::Range lets NaN through, since NaN compares false with both ends.
+inline CLI::Validator number_in(const std::string& bounds, bool (*in_bounds)(double)) {
+  return CLI::Validator(
+      [bounds, in_bounds](std::string& text) -> std::string {
+        double value = 0.0;
+        if (!CLI::detail::lexical_cast(text, value) || !in_bounds(value)) {
+          return "value " + text + " is not a number in " + bounds;
+        }
+        return "";
+      },
+      "in " + bounds);
+}
+
+/// A blur in pixels, 0 to `Dataset::kMaxBlurSigma`.
 inline const CLI::Validator kBlurPixels =
-    CLI::Validator(
-        [](std::string& text) -> std::string {
-          double value = 0.0;
-          const bool nan = CLI::detail::lexical_cast(text, value) && std::isnan(value);
-          return nan ? "NaN is not a number of pixels" : "";
-        },
-        "") &
-    CLI::Range(0.0, fvc::Dataset::kMaxBlurSigma);
+    number_in(fmt::format("[0, {}]", fvc::Dataset::kMaxBlurSigma),
+              [](double sigma) { return sigma >= 0.0 && sigma <= fvc::Dataset::kMaxBlurSigma; });
 
 /// Checks --tta's value with `parse_tta` as CLI11 parses the command line.
 inline const CLI::Validator kTtaList(

@@ -327,27 +327,12 @@ const CLI::Validator kAugmentList(
     "LIST");
 
 // CLI::Range prints its bounds with six decimals, which makes (0, 10] read as [0, 10].
-const CLI::Validator kLearningRateRange(
-    [](std::string& text) -> std::string {
-      double value = 0.0;
-      if (!CLI::detail::lexical_cast(text, value) || !(value > 0.0 && value <= 10.0)) {
-        return "value " + text + " is not a number in (0, 10]";
-      }
-      return "";
-    },
-    "in (0, 10]");
+const CLI::Validator kLearningRateRange =
+    fvc_examples::number_in("(0, 10]", [](double rate) { return rate > 0.0 && rate <= 10.0; });
 
-// A fraction in [0, 1), such as a weight decay, checked here so that the option parser names
-// the flag; NaN fails too.
-const CLI::Validator kFraction(
-    [](std::string& text) -> std::string {
-      double value = 0.0;
-      if (!CLI::detail::lexical_cast(text, value) || !(value >= 0.0 && value < 1.0)) {
-        return "value " + text + " is not a number in [0, 1)";
-      }
-      return "";
-    },
-    "in [0, 1)");
+// A fraction in [0, 1), such as a weight decay.
+const CLI::Validator kFraction = fvc_examples::number_in(
+    "[0, 1)", [](double fraction) { return fraction >= 0.0 && fraction < 1.0; });
 
 // `options` in --augment's words, such as "crop=4,flip,rotate=10".
 std::string augment_text(const fvc::AugmentationOptions& o) {
